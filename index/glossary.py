@@ -1,0 +1,110 @@
+"""A curated Chinese-English glossary of the corpus's terms, for query expansion.
+
+English questions share no words with Chinese passages, so BM25 cannot help them; the
+glossary maps what an analyst types ("unicorns", "technology contract turnover") to the
+terms the documents use (独角兽, 技术合同成交额).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.errors import CorpusError
+
+
+@dataclass(frozen=True, slots=True)
+class GlossaryEntry:
+    zh: str
+    en: tuple[str, ...]
+    category: str
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9&]+")
+
+
+def phrase_key(text: str) -> tuple[str, ...]:
+    """Normalise an English phrase for matching: case, hyphens, plurals, British spelling.
+
+    Acronyms keep their case so that "MOST" (the ministry) never matches "most".
+    """
+    return tuple(_normalise_word(word) for word in _TOKEN.findall(text))
+
+
+def _normalise_word(word: str) -> str:
+    if len(word) > 1 and word.isupper():
+        return word
+    word = word.lower()
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        word = word[:-1]
+    if word.endswith("tre"):  # centre -> center
+        word = word[:-3] + "ter"
+    return word.replace("isation", "ization").replace("programme", "program")
+
+
+def _keys(phrase: str) -> list[tuple[str, ...]]:
+    """A phrase's key, plus the key without a leading place name for long official names
+    ("Beijing International Talent Service Port" is also asked for without "Beijing")."""
+    key = phrase_key(phrase)
+    if not key:
+        return []
+    if len(key) >= 3 and key[0] in ("beijing", "china", "chinese"):
+        return [key, key[1:]]
+    return [key]
+
+
+class Glossary:
+    """English phrase -> Chinese terms, matched on normalised word sequences."""
+
+    def __init__(self, entries: list[GlossaryEntry]) -> None:
+        self.entries = entries
+        phrases: dict[tuple[str, ...], list[str]] = {}
+        for entry in entries:
+            for phrase in entry.en:
+                for key in _keys(phrase):
+                    if entry.zh not in phrases.setdefault(key, []):
+                        phrases[key].append(entry.zh)
+        self._phrases = phrases
+        self._longest = max((len(key) for key in phrases), default=0)
+
+    @classmethod
+    def load(cls, path: Path) -> Glossary:
+        """Read ``zh<TAB>en<TAB>category`` lines; ``en`` holds variants separated by ``|``.
+
+        A missing file is an empty glossary (expansion is an optional refinement).
+        """
+        if not path.exists():
+            return cls([])
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            entries = [
+                GlossaryEntry(
+                    zh=row["zh"].strip(),
+                    en=tuple(v.strip() for v in row["en"].split("|") if v.strip()),
+                    category=(row.get("category") or "").strip(),
+                )
+                for row in rows
+            ]
+        except (KeyError, AttributeError, csv.Error) as exc:
+            raise CorpusError(f"glossary {path} is malformed: {exc}") from exc
+        return cls([e for e in entries if e.zh and e.en])
+
+    @property
+    def chinese_terms(self) -> list[str]:
+        return [entry.zh for entry in self.entries]
+
+    def expand(self, question: str) -> list[str]:
+        """Chinese terms for the English phrases found in ``question``, in order of mention."""
+        words = phrase_key(question)
+        terms: list[str] = []
+        for i in range(len(words)):
+            for n in range(min(self._longest, len(words) - i), 0, -1):
+                for term in self._phrases.get(words[i : i + n], ()):
+                    if term not in terms:
+                        terms.append(term)
+        return terms

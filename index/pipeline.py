@@ -1,0 +1,88 @@
+"""Wire the stages together: corpus -> (build if stale) -> snapshot -> retriever.
+
+The CLI, the service and the evaluation all open a retriever through here, so they
+search exactly the same index the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from index.build import build_snapshot, check_compatible, is_up_to_date
+from index.documents import load_corpus
+from index.embedding import Embedder
+from index.glossary import Glossary
+from index.lexical import Tokenizer
+from index.retriever import Retriever
+from index.settings import Settings
+from index.snapshot import Snapshot
+from index.store import IndexStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Components:
+    """The loaded, reusable parts behind a retriever."""
+
+    settings: Settings
+    embedder: Embedder
+    tokenizer: Tokenizer
+    glossary: Glossary
+    store: IndexStore
+
+
+def load_components(settings: Settings, *, embedder: Embedder | None = None) -> Components:
+    """Load model, tokenizer and glossary (the slow part: seconds, once per process)."""
+    glossary = Glossary.load(settings.glossary_path)
+    return Components(
+        settings=settings,
+        embedder=embedder or Embedder.from_settings(settings),
+        tokenizer=Tokenizer(glossary.chinese_terms),
+        glossary=glossary,
+        store=IndexStore(settings.index_root),
+    )
+
+
+def ensure_snapshot(
+    parts: Components, *, force: bool = False, show_progress: bool = False
+) -> tuple[Snapshot, bool]:
+    """Build and save the index if it is missing or stale, then load it.
+
+    Returns:
+        The snapshot and whether it was (re)built.
+    """
+    documents = load_corpus(parts.settings.corpus_dir)
+    manifest = parts.store.current_manifest() if not force else None
+    if not force and is_up_to_date(
+        manifest, documents, model_id=parts.embedder.model_id, settings=parts.settings
+    ):
+        return open_snapshot(parts), False
+    log.info("building index for %d documents", len(documents))
+    snapshot = build_snapshot(
+        documents,
+        embedder=parts.embedder,
+        tokenizer=parts.tokenizer,
+        settings=parts.settings,
+        show_progress=show_progress,
+    )
+    parts.store.save(snapshot)
+    return snapshot, True
+
+
+def open_snapshot(parts: Components, *, mmap: bool = False) -> Snapshot:
+    """Load the saved index and refuse it if it was built with another model."""
+    snapshot = parts.store.load(mmap=mmap)
+    check_compatible(snapshot.manifest, embedder=parts.embedder)
+    return snapshot
+
+
+def make_retriever(parts: Components, snapshot: Snapshot) -> Retriever:
+    return Retriever(
+        snapshot,
+        embedder=parts.embedder,
+        tokenizer=parts.tokenizer,
+        glossary=parts.glossary,
+        settings=parts.settings,
+    )

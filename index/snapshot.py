@@ -1,0 +1,111 @@
+"""An immutable, searchable index: documents, chunks, dense and lexical indexes.
+
+The service holds one snapshot and swaps it for another atomically; changes (add or
+remove a document) produce a new snapshot and never touch the one being served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from index.chunking import Chunk
+from index.dense import DenseIndex
+from index.documents import Document
+from index.lexical import LexicalIndex
+
+FORMAT_VERSION = 1
+# Each passage owns up to 1024 vectors (itself, then its sentences): id = row * 1024 + j.
+VECTOR_SLOTS = 1024
+
+
+def vector_ids(row: int, count: int) -> np.ndarray:
+    """Dense-index ids of a passage's ``count`` vectors."""
+    return np.arange(row * VECTOR_SLOTS, row * VECTOR_SLOTS + count, dtype=np.int64)
+
+
+def split_vector_id(vector_id: int) -> tuple[int, int]:
+    """(passage row, vector slot); slot 0 is the whole passage, slot j its sentence j-1."""
+    return divmod(vector_id, VECTOR_SLOTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What an index was built from; a loader refuses one that does not match."""
+
+    model_id: str
+    dimension: int
+    corpus_hash: str
+    chunking: dict[str, int]
+    index_type: str
+    passages: int
+    documents: dict[str, str]
+    next_row_id: int
+    created: str
+    format_version: int = FORMAT_VERSION
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        return cls(**raw)
+
+
+def document_fingerprint(document: Document) -> str:
+    """Changes when a document's metadata or normalised text changes."""
+    payload = json.dumps(document.meta.to_dict(), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256((payload + "\0" + document.text).encode("utf-8")).hexdigest()
+
+
+def corpus_fingerprint(fingerprints: dict[str, str]) -> str:
+    """One hash over every document's fingerprint, independent of catalog order."""
+    joined = "\n".join(f"{doc_id}:{fp}" for doc_id, fp in sorted(fingerprints.items()))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything retrieval needs, consistent with itself."""
+
+    manifest: Manifest
+    documents: dict[str, Document]
+    chunks: dict[int, Chunk]
+    tokens: dict[int, list[str]]
+    dense: DenseIndex
+    lexical: LexicalIndex
+    lexical_rows: np.ndarray
+    _row_by_chunk_id: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_id = {chunk.chunk_id: row for row, chunk in self.chunks.items()}
+        object.__setattr__(self, "_row_by_chunk_id", by_id)
+
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
+        row = self._row_by_chunk_id.get(chunk_id)
+        return None if row is None else self.chunks[row]
+
+    def rows_for_documents(self, doc_ids: set[str]) -> np.ndarray:
+        """Row ids of every chunk in the given documents."""
+        return np.array(
+            sorted(row for row, chunk in self.chunks.items() if chunk.doc_id in doc_ids),
+            dtype=np.int64,
+        )
+
+    def vector_ids_for_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Every dense-index id belonging to the given passages."""
+        parts = [vector_ids(int(r), 1 + len(self.chunks[int(r)].sentences)) for r in rows]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    @property
+    def vector_count(self) -> int:
+        return sum(1 + len(chunk.sentences) for chunk in self.chunks.values())
+
+    def lexical_mask(self, rows: np.ndarray) -> np.ndarray:
+        """A boolean mask over lexical positions selecting the given row ids."""
+        return np.isin(self.lexical_rows, rows)

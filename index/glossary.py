@@ -70,6 +70,11 @@ class Glossary:
                         phrases[key].append(entry.zh)
         self._phrases = phrases
         self._longest = max((len(key) for key in phrases), default=0)
+        self._words = {word.lower() for key in phrases for word in key}
+
+    def knows(self, word: str) -> bool:
+        """Whether an English word occurs in any glossary phrase (e.g. "huairou")."""
+        return _normalise_word(word).lower() in self._words
 
     @classmethod
     def load(cls, path: Path) -> Glossary:

@@ -53,6 +53,10 @@ class SearchResult:
     expansions: list[str]
     hits: list[Hit]
     best_dense: float | None
+    unmatched: list[str] = field(default_factory=list)
+    """Names or years in the question that the corpus never mentions."""
+    no_answer: bool = False
+    query_terms: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -152,8 +156,8 @@ class Retriever:
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
         lexical: list[tuple[int, float]] = []
+        query_tokens = self.tokenizer.tokenize(" ".join([language.text, *expansions]))
         if mode in ("hybrid", "lexical"):
-            query_tokens = self.tokenizer.tokenize(" ".join([language.text, *expansions]))
             lexical = snapshot.lexical.search(query_tokens, k=depth, allowed=lexical_mask)
             lexical = [(int(snapshot.lexical_rows[pos]), score) for pos, score in lexical]
             timings["lexical"] = _ms_since(clock)
@@ -185,13 +189,47 @@ class Retriever:
             for row, score in ranked[:top_k]
         ]
         timings["fuse"] = _ms_since(clock)
+        best_dense = dense[0][1] if dense else None
+        unmatched = [
+            anchor
+            for anchor in self.tokenizer.anchors(language.text)
+            if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
+        ]
         return SearchResult(
             language=language,
             expansions=expansions,
             hits=hits,
-            best_dense=dense[0][1] if dense else None,
+            best_dense=best_dense,
+            unmatched=unmatched,
+            no_answer=self._no_answer(language, hits, best_dense, unmatched, bool(lexical)),
+            query_terms=query_tokens,
             timings_ms=timings,
         )
+
+    def _no_answer(
+        self,
+        language: QueryLanguage,
+        hits: list[Hit],
+        best_dense: float | None,
+        unmatched: list[str],
+        lexical_matched: bool,
+    ) -> bool:
+        """Decide that the corpus does not answer the question.
+
+        On-topic questions about something the documents never name (another city, a
+        year they do not cover) are close in meaning to many passages, so a similarity
+        threshold alone cannot catch them; a missing name or year can.
+        """
+        if not hits or unmatched:
+            return True
+        if best_dense is None:
+            return not lexical_matched
+        floor = (
+            self.settings.no_answer_min_cosine_zh
+            if language.language == "zh"
+            else self.settings.no_answer_min_cosine_en
+        )
+        return best_dense < floor
 
     @staticmethod
     def _filters(

@@ -52,17 +52,29 @@ class Settings(BaseSettings):
     glossary_expansion: bool = True
 
     # --- answers -----------------------------------------------------------------------
-    no_answer_threshold: float = Field(
-        0.0, description="Best dense cosine below which the service says 'no answer'."
+    no_answer_min_cosine_zh: float = Field(
+        0.88, ge=0.0, le=1.0, description="Below this best sentence cosine: no answer (zh)."
+    )
+    no_answer_min_cosine_en: float = Field(
+        0.76, ge=0.0, le=1.0, description="The same for English questions (cross-lingual)."
     )
 
     # --- service -----------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    admin_key: SecretStr | None = None
-    site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
-    cors_origins: list[str] = Field(default_factory=list)
-    rate_limit_per_minute: int = Field(120, ge=1)
+    admin_key: SecretStr | None = Field(None, description="Bearer key for /v1/admin; unset = off.")
+    retrieval_keys: list[SecretStr] = Field(
+        default_factory=list, description="Bearer keys for the Dify-compatible /retrieval."
+    )
+    site_keys: list[str] = Field(
+        default_factory=lambda: ["demo-site-key"],
+        description="Public widget keys (identify a site; not secrets).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Other origins allowed to call the API from a browser."
+    )
+    rate_limit_per_minute: int = Field(120, ge=1, description="Per client address.")
+    site_rate_limit_per_minute: int = Field(600, ge=1, description="Per widget site key.")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_question_chars: int = Field(2000, ge=10)

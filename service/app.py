@@ -1,0 +1,88 @@
+"""The application factory: ``uvicorn service.app:create_app --factory``.
+
+Nothing happens at import time; the lifespan loads the model and index once, in a
+background thread, so the process answers /healthz immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from index.settings import Settings
+from service.errors import install_error_handlers
+from service.guards import BodyLimitMiddleware, RateLimiter, TimeoutMiddleware
+from service.observability import Metrics, RequestContextMiddleware, configure_logging
+from service.routes import admin, ask, dify, documents, ops, widget
+from service.security_headers import SecurityHeadersMiddleware
+from service.state import ServiceState
+
+DESCRIPTION = """
+Bilingual (中文 / English) question answering over the Beijing International Sci-Tech
+Innovation Center policy documents. Every answer is quoted verbatim from the documents,
+with document, section and character offsets (`start`/`end` index the text served by
+`GET /v1/documents/{doc_id}`).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; pass ``settings`` in tests, or let them come from the environment."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    state = ServiceState(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(asyncio.to_thread(state.load))
+        try:
+            yield
+        finally:
+            if not loading.done():
+                await asyncio.shield(loading)
+
+    app = FastAPI(
+        title="policy-qa",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = state
+    app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(
+        per_client=settings.rate_limit_per_minute, per_site=settings.site_rate_limit_per_minute
+    )
+    install_error_handlers(app)
+    for router in (
+        ask.router,
+        documents.router,
+        admin.router,
+        dify.router,
+        ops.router,
+        widget.router,
+    ):
+        app.include_router(router)
+
+    # Outermost last: request id and metrics see everything, including 413s and 504s.
+    app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-Site-Key", "X-Request-Id"],
+        expose_headers=["X-Request-Id", "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.cors_origins)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,69 @@
+"""Typed dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from index.settings import Settings
+from service.guards import RateLimiter, check_origin, require_bearer
+from service.observability import Metrics
+from service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def guard_public(
+    request: Request,
+    settings: SettingsDep,
+    x_site_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> None:
+    """Origin allow-list and rate limits for endpoints the public widget calls."""
+    own_origin = f"{request.url.scheme}://{request.url.netloc}"
+    check_origin(
+        request.headers.get("origin"), own_origin=own_origin, allowed=settings.cors_origins
+    )
+    site_key = x_site_key if x_site_key in settings.site_keys else None
+    limiter: RateLimiter = request.app.state.rate_limiter
+    client = request.client.host if request.client else "unknown"
+    limiter.check(client=client, site_key=site_key)
+
+
+def guard_admin(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    keys = [settings.admin_key.get_secret_value()] if settings.admin_key else []
+    require_bearer(authorization, keys, what="the admin API")
+
+
+def guard_retrieval(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    keys = [k.get_secret_value() for k in settings.retrieval_keys]
+    if settings.admin_key:
+        keys.append(settings.admin_key.get_secret_value())
+    require_bearer(authorization, keys, what="the retrieval API")
+
+
+PublicGuard = Depends(guard_public)
+AdminGuard = Depends(guard_admin)
+RetrievalGuard = Depends(guard_retrieval)

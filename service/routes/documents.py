@@ -1,0 +1,66 @@
+"""Read access to the catalog, documents (with the text offsets refer to) and passages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path
+
+from index.errors import NotFoundError
+from index.snapshot import Snapshot
+from service.deps import PublicGuard, StateDep
+from service.schemas import ChunkDetail, DocumentDetail, DocumentList, DocumentSummary
+
+router = APIRouter(tags=["documents"], dependencies=[PublicGuard])
+DOC_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="Document id.")
+CHUNK_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}:\d{1,6}$", description="doc_id:ordinal")
+
+
+def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
+    document = snapshot.documents[doc_id]
+    passages = sum(1 for c in snapshot.chunks.values() if c.doc_id == doc_id)
+    meta = document.meta
+    return DocumentSummary(
+        id=meta.id,
+        title_zh=meta.title_zh,
+        title_en=meta.title_en,
+        issuer=meta.issuer,
+        date=meta.date,
+        number=meta.number,
+        language=meta.language,
+        characters=len(document.text),
+        passages=passages,
+    )
+
+
+@router.get("/v1/documents", response_model=DocumentList)
+def list_documents(state: StateDep) -> DocumentList:
+    """The catalog of indexed documents."""
+    snapshot = state.snapshot
+    return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.documents])
+
+
+@router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)
+def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
+    """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
+    snapshot = state.snapshot
+    if doc_id not in snapshot.documents:
+        raise NotFoundError(f"document {doc_id!r} not found")
+    return DocumentDetail(
+        **summary(snapshot, doc_id).model_dump(), text=snapshot.documents[doc_id].text
+    )
+
+
+@router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail)
+def get_chunk(state: StateDep, chunk_id: str = CHUNK_ID) -> ChunkDetail:
+    """One passage by id."""
+    chunk = state.snapshot.chunk_by_id(chunk_id)
+    if chunk is None:
+        raise NotFoundError(f"passage {chunk_id!r} not found")
+    return ChunkDetail(
+        chunk_id=chunk.chunk_id,
+        doc_id=chunk.doc_id,
+        ordinal=chunk.ordinal,
+        section=chunk.section_label,
+        start=chunk.start,
+        end=chunk.end,
+        text=chunk.text,
+    )

@@ -1,0 +1,37 @@
+"""Probes and metrics for operators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from index.errors import IndexNotReadyError
+from service.deps import MetricsDep, StateDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (it may still be loading the index)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(state: StateDep) -> dict[str, object]:
+    """200 once the index is loaded and answering; 503 before (or if loading failed)."""
+    if not state.ready:
+        detail = f"loading failed: {state.load_error}" if state.load_error else "loading"
+        raise IndexNotReadyError(f"index not ready ({detail})")
+    snapshot = state.snapshot
+    return {
+        "status": "ready",
+        "version": state.version,
+        "documents": len(snapshot.documents),
+        "passages": snapshot.manifest.passages,
+    }
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(collectors: MetricsDep) -> Response:
+    return Response(generate_latest(collectors.registry), media_type=CONTENT_TYPE_LATEST)

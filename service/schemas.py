@@ -1,0 +1,179 @@
+"""Request and response bodies, with their limits and bilingual examples."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["hybrid", "dense", "lexical"]
+# C0/C1 controls (but tab and newlines) and lone UTF-16 surrogates cannot be a question.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+DocId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+def clean_text(value: str, *, field: str) -> str:
+    """Trim, and refuse empty text, control characters and unpaired surrogates."""
+    if _FORBIDDEN.search(value):
+        raise ValueError(f"{field} contains control characters or unpaired surrogates")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{field} must not be empty")
+    return value
+
+
+class AskRequest(BaseModel):
+    """A question; everything but ``question`` is optional."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": "北京独角兽企业有多少家？", "top_k": 3},
+                {"question": "How many unicorn companies does Beijing have?", "top_k": 5},
+                {
+                    "question": "What R&D intensity does the 2023 work plan target?",
+                    "top_k": 3,
+                    "doc_ids": ["most-plan-2023-41"],
+                    "mode": "hybrid",
+                },
+            ]
+        },
+    )
+
+    question: str = Field(min_length=1, max_length=2000, description="Chinese or English.")
+    top_k: int = Field(5, ge=1, le=20, description="How many passages to return.")
+    lang: Literal["zh", "en"] | None = Field(
+        None, description="Override the detected question language."
+    )
+    doc_ids: list[DocId] | None = Field(
+        None, min_length=1, max_length=50, description="Only search these documents."
+    )
+    mode: Mode = Field("hybrid", description="hybrid (default), dense or lexical retrieval.")
+
+    @field_validator("question")
+    @classmethod
+    def _clean_question(cls, value: str) -> str:
+        return clean_text(value, field="question")
+
+
+class Span(BaseModel):
+    """A character range in the document's normalised text."""
+
+    start: int
+    end: int
+
+
+class Passage(BaseModel):
+    rank: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    section: str = Field(description="Heading path, e.g. 三、主要任务 › （一）… › 2. …")
+    text: str = Field(description="Verbatim: equals document text[start:end].")
+    score: float = Field(description="Fused score; 1.0 = ranked first by every retriever.")
+    start: int
+    end: int
+    dense_score: float | None = None
+    lexical_score: float | None = None
+    highlights: list[Span] = Field(
+        default_factory=list, description="Answer sentence(s) inside this passage."
+    )
+
+
+class Answer(BaseModel):
+    text: str = Field(description="Sentence(s) quoted from the passages, with [n] markers.")
+    citations: list[int] = Field(description="Ranks of the passages the answer quotes.")
+
+
+class AskResponse(BaseModel):
+    question: str
+    language: Literal["zh", "en"]
+    language_detail: str = Field(description="zh, zh-Hant, en or mixed.")
+    answer: Answer | None
+    no_answer: bool
+    passages: list[Passage]
+    expansions: list[str] = Field(default_factory=list, description="Glossary terms added.")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    title_zh: str
+    title_en: str
+    issuer: str
+    date: str | None
+    number: str | None
+    language: str
+    characters: int
+    passages: int
+
+
+class DocumentDetail(DocumentSummary):
+    text: str = Field(description="The normalised text every offset refers to.")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+
+
+class ChunkDetail(BaseModel):
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    section: str
+    start: int
+    end: int
+    text: str
+
+
+class IndexStatus(BaseModel):
+    version: str | None
+    documents: int
+    passages: int
+    model: str
+    index_type: str
+
+
+# --- Dify external knowledge API (POST /retrieval) -------------------------------------
+
+
+class DifyRetrievalSetting(BaseModel):
+    top_k: int = Field(5, ge=1, le=20)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class DifyRetrievalRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "knowledge_id": "policy-qa",
+                    "query": "技术合同成交额是多少？",
+                    "retrieval_setting": {"top_k": 3, "score_threshold": 0.2},
+                }
+            ]
+        }
+    )
+
+    knowledge_id: str = Field(min_length=1, max_length=64)
+    query: str = Field(min_length=1, max_length=2000)
+    retrieval_setting: DifyRetrievalSetting = Field(default_factory=DifyRetrievalSetting)
+    metadata_condition: dict[str, object] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _clean_query(cls, value: str) -> str:
+        return clean_text(value, field="query")
+
+
+class DifyRecord(BaseModel):
+    content: str
+    score: float
+    title: str
+    metadata: dict[str, object]
+
+
+class DifyRetrievalResponse(BaseModel):
+    records: list[DifyRecord]

@@ -91,16 +91,26 @@ class DenseIndex:
         if self.index_type != "hnsw":
             self._index.remove_ids(faiss.IDSelectorBatch(ids.astype(np.int64)))
             return
-        doomed = set(ids.tolist())
-        keep = np.array([i for i in self.ids() if i not in doomed], dtype=np.int64)
-        vectors = (
-            np.vstack([self._index.reconstruct(int(i)) for i in keep])
-            if len(keep)
-            else (np.zeros((0, self.dimension), dtype=np.float32))
-        )
+        vectors, kept = self.export()
+        keep = ~np.isin(kept, ids)
         fresh = DenseIndex.create(self.dimension, "hnsw")
-        fresh.add(vectors, keep)
+        fresh.add(vectors[keep], kept[keep])
         self._index = fresh._index
+
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """All stored vectors and their ids (exact for flat/HNSW, decoded for IVF-SQ8)."""
+        ids = self.ids()
+        if not len(ids):
+            return np.zeros((0, self.dimension), dtype=np.float32), ids
+        vectors = np.vstack([self._index.reconstruct(int(i)) for i in ids])
+        return vectors.astype(np.float32), ids
+
+    def converted(self, index_type: IndexType) -> DenseIndex:
+        """The same vectors in another index type, e.g. when a corpus outgrows exact search."""
+        vectors, ids = self.export()
+        fresh = DenseIndex.create(self.dimension, index_type, training=vectors)
+        fresh.add(vectors, ids)
+        return fresh
 
     def ids(self) -> np.ndarray:
         faiss = _faiss()

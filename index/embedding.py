@@ -42,6 +42,11 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
+    @property
+    def model(self) -> Any:
+        """The underlying SentenceTransformer."""
+        return self._model
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
         """Load (building first if needed) the configured model on the CPU.

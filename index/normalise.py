@@ -50,12 +50,18 @@ def clean_line(line: str) -> str:
 
 
 def _wrap_width(lines: list[str]) -> int | None:
-    """The typeset line width of hard-wrapped (PDF) text, or None for one-line paragraphs."""
-    lengths = Counter(len(line) for line in lines if line)
+    """The typeset line width of hard-wrapped (PDF) text, or None for one-line paragraphs.
+
+    Lines that stop mid-sentence were cut by the typesetter, so their most common length
+    (give or take the two characters justification adds or removes) is the page width.
+    """
+    cut = [len(line) for line in lines if line and line[-1] not in TERMINAL]
+    lengths = Counter(cut)
     if not lengths:
         return None
-    width, count = max(lengths.items(), key=lambda item: (item[1], item[0]))
-    return width if count >= 0.3 * len(lines) and 10 <= width < 80 else None
+    width = max(lengths, key=lambda w: (sum(lengths[w + d] for d in (-2, -1, 0)), w))
+    count = sum(lengths[width + d] for d in (-2, -1, 0))
+    return width if count >= 0.3 * len(cut) and 10 <= width < 80 else None
 
 
 def _continues(line: str, following: str, width: int | None) -> bool:

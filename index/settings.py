@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------------------
     corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Catalog + sources.")
     data_dir: Path = Field(PROJECT_ROOT / "var", description="Built model, index, reports.")
+    models_dir: Path | None = Field(
+        None, description="Where the default model is built; defaults to data_dir/models."
+    )
 
     # --- embedding model ---------------------------------------------------------------
     model: str = Field(
@@ -101,4 +104,4 @@ class Settings(BaseSettings):
 
     @property
     def default_model_dir(self) -> Path:
-        return self.data_dir / "models" / "multilingual-e5-small"
+        return (self.models_dir or self.data_dir / "models") / "multilingual-e5-small"

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from index.embedding import Embedder
 from index.settings import Settings
 from service.errors import install_error_handlers
 from service.guards import BodyLimitMiddleware, RateLimiter, TimeoutMiddleware
@@ -29,11 +30,16 @@ with document, section and character offsets (`start`/`end` index the text serve
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; pass ``settings`` in tests, or let them come from the environment."""
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: configuration; read from ``POLICY_QA_*`` environment variables if None.
+        embedder: an already loaded model to share (tests load it once per session).
+    """
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    state = ServiceState(settings)
+    state = ServiceState(settings, embedder=embedder)
     metrics = Metrics()
 
     @asynccontextmanager

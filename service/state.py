@@ -23,6 +23,7 @@ from index.documents import (
     save_catalog,
     validate_doc_id,
 )
+from index.embedding import Embedder
 from index.errors import ConflictError, IndexNotReadyError, NotFoundError
 from index.normalise import normalise
 from index.pipeline import Components, ensure_snapshot, load_components, make_retriever
@@ -45,8 +46,9 @@ class NewDocument:
 class ServiceState:
     """The retriever once ready, plus serialised admin changes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        self._embedder = embedder
         self._parts: Components | None = None
         self._retriever: Retriever | None = None
         self._admin = threading.Lock()
@@ -57,7 +59,7 @@ class ServiceState:
     def load(self) -> None:
         """Load model and index (building the index if missing or stale)."""
         try:
-            parts = load_components(self.settings)
+            parts = load_components(self.settings, embedder=self._embedder)
             snapshot, built = ensure_snapshot(parts)
         except Exception as exc:  # surfaced by /readyz and the log, never swallowed
             self.load_error = str(exc)

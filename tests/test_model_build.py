@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +23,7 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 
 from index import model_build
+from index.embedding import Embedder
 
 ZH_QUERIES = [
     "北京国际科技创新中心建设的主要目标是什么？",
@@ -150,17 +150,10 @@ class E5CTokenizer:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build once per session, or reuse a prebuilt model named by POLICY_QA_MODEL_DIR."""
-    prebuilt = os.environ.get("POLICY_QA_MODEL_DIR")
-    if prebuilt and Path(prebuilt).is_dir():
-        return model_build.ensure_default_model(Path(prebuilt))
-    return model_build.build_default_model(tmp_path_factory.mktemp("model") / "e5-small")
-
-
-@pytest.fixture(scope="session")
-def st_model(model_dir: Path) -> SentenceTransformer:
-    return SentenceTransformer(str(model_dir), device="cpu")
+def st_model(embedder: Embedder) -> SentenceTransformer:
+    """The session's one loaded model (see conftest.py)."""
+    model: SentenceTransformer = embedder.model
+    return model
 
 
 @pytest.fixture(scope="session")

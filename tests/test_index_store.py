@@ -1,0 +1,172 @@
+"""Persisted indexes: round trip, refusal of mismatched or corrupt artefacts, increments."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.build import check_compatible, is_up_to_date, with_document, without_document
+from index.dense import IndexType, choose_index_type
+from index.documents import Document, DocumentMeta
+from index.errors import IndexIntegrityError, NotFoundError
+from index.pipeline import Components, make_retriever
+from index.settings import Settings
+from index.snapshot import Snapshot
+from index.store import IndexStore
+
+NEW_TEXT = (
+    "一、总体要求\n为加快建设量子信息科学中心，制定本办法。\n"
+    "二、主要措施\n支持墨子量子实验室建设量子计算原型机，到2027年建成百比特级量子计算平台。"
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path, snapshot: Snapshot) -> IndexStore:
+    store = IndexStore(tmp_path / "index")
+    store.save(snapshot)
+    return store
+
+
+def _new_document() -> Document:
+    meta = DocumentMeta(
+        id="quantum-2027",
+        title_zh="量子办法",
+        title_en="Quantum measures",
+        source="documents/quantum-2027.txt",
+    )
+    return Document(meta=meta, text=NEW_TEXT)
+
+
+def test_round_trip_gives_identical_results(
+    store: IndexStore, snapshot: Snapshot, components: Components
+) -> None:
+    loaded = store.load()
+    assert loaded.manifest == replace(snapshot.manifest, files=loaded.manifest.files)
+    assert set(loaded.manifest.files) >= {"chunks.jsonl", "dense.faiss", "documents.json"}
+    question = "北京独角兽企业有多少家？"
+    before = make_retriever(components, snapshot).search(question, top_k=5).hits
+    after = make_retriever(components, loaded).search(question, top_k=5).hits
+    assert before == after
+
+
+def test_model_mismatch_is_refused(store: IndexStore, components: Components) -> None:
+    loaded = store.load()
+    other = replace(loaded.manifest, model_id="sentence-transformers/all-MiniLM-L6-v2")
+    with pytest.raises(IndexIntegrityError, match="built with sentence-transformers"):
+        check_compatible(other, embedder=components.embedder)
+    with pytest.raises(IndexIntegrityError, match="768-d"):
+        check_compatible(replace(loaded.manifest, dimension=768), embedder=components.embedder)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "manifest"])
+def test_corrupt_artefacts_are_refused(store: IndexStore, damage: str) -> None:
+    folder = store.root / "versions" / str(store.current_version())
+    target = folder / "dense.faiss"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:100])
+    elif damage == "flip":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "delete":
+        target.unlink()
+    else:
+        (folder / "manifest.json").write_text("{", encoding="utf-8")
+    with pytest.raises(IndexIntegrityError, match="rebuild"):
+        store.load()
+
+
+def test_other_format_version_is_refused(store: IndexStore) -> None:
+    manifest = store.root / "versions" / str(store.current_version()) / "manifest.json"
+    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    raw["format_version"] = 999
+    manifest.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(IndexIntegrityError, match="format"):
+        store.load()
+
+
+def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
+    with pytest.raises(IndexIntegrityError, match="make index"):
+        IndexStore(tmp_path).load()
+
+
+def test_failed_save_keeps_the_previous_version(
+    store: IndexStore, snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = store.current_version()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapshot.dense, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        store.save(snapshot)
+    assert store.current_version() == before
+    assert not [p for p in (store.root / "versions").iterdir() if p.name.startswith(".staging")]
+    store.load()
+
+
+def test_incremental_add_and_remove(snapshot: Snapshot, components: Components) -> None:
+    added = with_document(
+        snapshot, _new_document(), embedder=components.embedder, tokenizer=components.tokenizer
+    )
+    new_rows = added.rows_for_documents({"quantum-2027"})
+    assert len(new_rows) >= 1 and added.dense.size == added.vector_count
+    # Existing passages keep their row ids: nothing was re-embedded.
+    assert {r: c for r, c in added.chunks.items() if r in snapshot.chunks} == snapshot.chunks
+    retriever = make_retriever(components, added)
+    hits = retriever.search("墨子量子实验室要建什么平台？", top_k=3).hits
+    assert hits[0].doc_id == "quantum-2027"
+    assert added.documents["quantum-2027"].text[hits[0].start : hits[0].end] == hits[0].text
+
+    removed = without_document(added, "quantum-2027")
+    assert removed.dense.size == removed.vector_count == snapshot.vector_count
+    assert "quantum-2027" not in removed.documents
+    hits = make_retriever(components, removed).search("墨子量子实验室", top_k=10).hits
+    assert all(hit.doc_id != "quantum-2027" for hit in hits)
+    with pytest.raises(NotFoundError):
+        without_document(removed, "quantum-2027")
+
+
+def test_up_to_date_detects_corpus_and_settings_changes(
+    snapshot: Snapshot, components: Components, settings: Settings
+) -> None:
+    documents = list(snapshot.documents.values())
+    model_id = components.embedder.model_id
+    assert is_up_to_date(snapshot.manifest, documents, model_id=model_id, settings=settings)
+    edited = [*documents[:-1], replace(documents[-1], text=documents[-1].text + "补充。")]
+    assert not is_up_to_date(snapshot.manifest, edited, model_id=model_id, settings=settings)
+    other = settings.model_copy(update={"chunk_size": 200, "chunk_overlap": 40})
+    assert not is_up_to_date(snapshot.manifest, documents, model_id=model_id, settings=other)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_ann_index_types_search_like_flat(
+    snapshot: Snapshot, components: Components, kind: IndexType
+) -> None:
+    vector = components.embedder.embed_query("技术合同成交额")
+    flat = snapshot.dense.search(vector, 5)
+    other = snapshot.dense.converted(kind)
+    assert other.index_type == kind and other.size == snapshot.dense.size
+    ids = [i for i, _ in other.search(vector, 5)]
+    assert ids[0] == flat[0][0]
+    assert len(set(ids) & {i for i, _ in flat}) >= 3
+    assert choose_index_type(1_000) == "flat" and choose_index_type(2_000_000) == "hnsw"
+
+
+def test_mmap_load(store: IndexStore) -> None:
+    loaded = store.load(mmap=True)
+    assert loaded.dense.size == loaded.vector_count
+    assert np.array_equal(loaded.lexical_rows, np.sort(loaded.lexical_rows))
+
+
+def test_old_versions_are_pruned(store: IndexStore, snapshot: Snapshot) -> None:
+    for _ in range(4):
+        store.save(snapshot)
+    assert len([p for p in (store.root / "versions").iterdir()]) == 3
+    shutil.rmtree(store.root)

@@ -128,6 +128,10 @@ class ChunkDetail(BaseModel):
     text: str
 
 
+class ChunkList(BaseModel):
+    chunks: list[ChunkDetail]
+
+
 class IndexStatus(BaseModel):
     version: str | None
     documents: int

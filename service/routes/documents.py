@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from index.chunking import Chunk
 from index.errors import NotFoundError
 from index.snapshot import Snapshot
 from service.deps import PublicGuard, StateDep
-from service.schemas import ChunkDetail, DocumentDetail, DocumentList, DocumentSummary
+from service.schemas import ChunkDetail, ChunkList, DocumentDetail, DocumentList, DocumentSummary
 
 router = APIRouter(tags=["documents"], dependencies=[PublicGuard])
 DOC_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="Document id.")
@@ -49,12 +50,28 @@ def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     )
 
 
+@router.get("/v1/documents/{doc_id}/chunks", response_model=ChunkList)
+def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
+    """Every passage of a document, in order (what the index cites)."""
+    snapshot = state.snapshot
+    if doc_id not in snapshot.documents:
+        raise NotFoundError(f"document {doc_id!r} not found")
+    chunks = sorted(
+        (c for c in snapshot.chunks.values() if c.doc_id == doc_id), key=lambda c: c.ordinal
+    )
+    return ChunkList(chunks=[_detail(c) for c in chunks])
+
+
 @router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail)
 def get_chunk(state: StateDep, chunk_id: str = CHUNK_ID) -> ChunkDetail:
     """One passage by id."""
     chunk = state.snapshot.chunk_by_id(chunk_id)
     if chunk is None:
         raise NotFoundError(f"passage {chunk_id!r} not found")
+    return _detail(chunk)
+
+
+def _detail(chunk: Chunk) -> ChunkDetail:
     return ChunkDetail(
         chunk_id=chunk.chunk_id,
         doc_id=chunk.doc_id,

@@ -32,7 +32,8 @@
       close: '关闭问答助手',
       welcome: '您好！请输入您的问题，我会在政策文件中查找答案，并注明出处。',
       inputLabel: '您的问题',
-      placeholder: '输入问题，Enter 发送，Shift+Enter 换行',
+      placeholder: '输入问题，按 Enter 发送',
+      inputHint: '按 Enter 发送，Shift+Enter 换行。',
       send: '发送',
       you: '您的问题：',
       assistant: '助手回答：',
@@ -72,7 +73,8 @@
         'Hello! Ask a question and I will look for the answer in the policy documents, ' +
         'with the sources.',
       inputLabel: 'Your question',
-      placeholder: 'Ask a question — Enter to send, Shift+Enter for a new line',
+      placeholder: 'Ask a question — Enter to send',
+      inputHint: 'Enter sends; Shift+Enter starts a new line.',
       send: 'Send',
       you: 'You asked:',
       assistant: 'Assistant:',
@@ -116,7 +118,7 @@
   const DEFAULT_COLOR = '#1f4e8c';
 
   // --- styles (static; the accent colour is set through a custom property) -----------
-  const CSS = `
+  const STYLES = `
 :host {
   all: initial !important;
   display: block !important;
@@ -223,7 +225,7 @@ svg { display: block; fill: none; stroke: currentColor; stroke-width: 2;
   box-shadow: 0 1px 2px rgba(15, 23, 42, .04);
 }
 .msg.bot:focus { outline: none; }
-.msg.bot:focus-visible .bubble { outline: 3px solid var(--accent-line); outline-offset: 2px; }
+.msg.bot:focus-visible .bubble { outline: 2px solid var(--accent-line); outline-offset: 2px; }
 .answer-text { font-size: 14.5px; }
 .cite {
   display: inline-flex; align-items: center; justify-content: center;
@@ -233,7 +235,7 @@ svg { display: block; fill: none; stroke: currentColor; stroke-width: 2;
   font-size: 11.5px; font-weight: 600; line-height: 1;
 }
 .cite:hover { background: var(--accent); color: var(--on-accent); }
-.label {
+.msg .label {
   margin: 12px 0 6px; font-size: 11.5px; font-weight: 600; letter-spacing: .04em;
   text-transform: uppercase; color: var(--muted);
 }
@@ -259,10 +261,10 @@ svg { display: block; fill: none; stroke: currentColor; stroke-width: 2;
 details { margin-top: 10px; }
 summary { cursor: pointer; font-size: 12.5px; color: var(--muted); padding: 2px 0; }
 details .sources { margin-top: 6px; }
-.no-answer .bubble { border-left: 4px solid #c58b00; }
+.msg.bot.no-answer .bubble { border-left: 4px solid #c58b00; }
 .no-answer h3 { margin: 0 0 4px; font-size: 14.5px; font-weight: 600; }
-.no-answer .hint { color: var(--muted); font-size: 13px; }
-.error .bubble { border-left: 4px solid #c62828; background: #fff8f8; }
+.msg .hint { margin-top: 2px; color: var(--muted); font-size: 13px; }
+.msg.bot.error .bubble { border-left: 4px solid #c62828; background: #fff8f8; }
 .error .retry {
   margin-top: 8px; padding: 5px 12px; border-radius: 8px;
   border: 1px solid #e0b4b4; background: #ffffff; font-size: 13px;
@@ -390,6 +392,7 @@ details .sources { margin-top: 6px; }
       'M8.5 10.5h7', 'M8.5 14h4.5',
     ],
     close: ['M6 6l12 12', 'M18 6L6 18'],
+    down: ['M6 9l6 6 6-6'],
     send: ['M4 12l16-8-6 16-2.5-6.5z', 'M11.5 13.5L20 4'],
     back: ['M15 6l-6 6 6 6'],
   };
@@ -445,7 +448,6 @@ details .sources { margin-top: 6px; }
   let counter = 0;
 
   class PolicyQaWidget extends HTMLElement {
-    #root;
     #els = {};
     #lang = 'en';
     #t = STRINGS.en;
@@ -455,6 +457,7 @@ details .sources { margin-top: 6px; }
     #lastQuestion = '';
     #documents = new Map();
     #catalog = null;
+    #catalogPending = null;
     #sourceOpener = null;
     #uid = `pqa${++counter}`;
     #built = false;
@@ -474,12 +477,12 @@ details .sources { margin-top: 6px; }
     #build(title, color) {
       const t = this.#t;
       const shadow = this.attachShadow({ mode: 'open' });
-      if ('adoptedStyleSheets' in shadow && typeof CSSStyleSheet.prototype.replaceSync === 'function') {
+      if ('adoptedStyleSheets' in shadow && 'replaceSync' in CSSStyleSheet.prototype) {
         const sheet = new CSSStyleSheet();
-        sheet.replaceSync(CSS);
+        sheet.replaceSync(STYLES);
         shadow.adoptedStyleSheets = [sheet];
       } else {
-        shadow.append(h('style', { text: CSS }));
+        shadow.append(h('style', { text: STYLES }));
       }
       const id = (name) => `${this.#uid}-${name}`;
       const els = this.#els;
@@ -497,7 +500,8 @@ details .sources { margin-top: 6px; }
       });
       els.input = h('textarea', {
         id: id('input'), rows: '1', maxlength: '2000', placeholder: t.placeholder,
-        'aria-label': t.inputLabel, enterkeyhint: 'send', autocomplete: 'off',
+        'aria-label': t.inputLabel, 'aria-describedby': id('hint'), enterkeyhint: 'send',
+        autocomplete: 'off',
       });
       els.input.addEventListener('keydown', (e) => this.#onInputKey(e));
       els.input.addEventListener('input', () => this.#autosize());
@@ -506,7 +510,7 @@ details .sources { margin-top: 6px; }
       }, icon(...ICONS.send));
       const form = h('form', {
         class: 'composer', onsubmit: (e) => { e.preventDefault(); this.#submit(); },
-      }, els.input, els.send);
+      }, els.input, els.send, h('span', { class: 'sr', id: id('hint'), text: t.inputHint }));
       els.chat = h('div', { class: 'chat' }, els.log, form,
         h('p', { class: 'footer', text: t.footer }));
 
@@ -540,7 +544,6 @@ details .sources { margin-top: 6px; }
         els.root.style.setProperty('--on-accent', onAccent(color));
       }
       shadow.append(els.root);
-      this.#root = shadow;
       this.#addBot([h('p', { text: t.welcome })]);
     }
 
@@ -556,6 +559,7 @@ details .sources { margin-top: 6px; }
       launcher.setAttribute('aria-expanded', 'true');
       launcher.setAttribute('aria-label', this.#t.close);
       launcher.title = this.#t.close;
+      launcher.replaceChildren(icon(...ICONS.down));
       this.#scrollLog();
       input.focus({ preventScroll: true });
     }
@@ -568,6 +572,7 @@ details .sources { margin-top: 6px; }
       launcher.setAttribute('aria-expanded', 'false');
       launcher.setAttribute('aria-label', this.#t.open);
       launcher.title = this.#t.open;
+      launcher.replaceChildren(icon(...ICONS.chat));
       launcher.focus({ preventScroll: true });
     }
 
@@ -593,11 +598,15 @@ details .sources { margin-top: 6px; }
       input.style.height = `${Math.min(input.scrollHeight + 2, 132)}px`;
     }
 
+    // Show the newest message; a reply taller than the log is shown from its question.
     #scrollLog(target) {
       const log = this.#els.log;
       requestAnimationFrame(() => {
         if (target && target.offsetHeight > log.clientHeight - 24) {
-          log.scrollTop = Math.max(0, target.offsetTop - 12);
+          const question = target.previousElementSibling;
+          const fits = question && question.classList.contains('user')
+            && target.offsetTop - question.offsetTop < log.clientHeight / 3;
+          log.scrollTop = Math.max(0, (fits ? question : target).offsetTop - 12);
         } else {
           log.scrollTop = log.scrollHeight;
         }
@@ -660,7 +669,8 @@ details .sources { margin-top: 6px; }
         message = this.#renderResponse(data);
       } catch (err) {
         loading.remove();
-        message = this.#renderError(err instanceof ServiceError ? err : new ServiceError('unexpected'));
+        const known = err instanceof ServiceError ? err : new ServiceError('unexpected');
+        message = this.#renderError(known);
       } finally {
         this.#busy = false;
         this.#els.send.disabled = false;
@@ -690,9 +700,12 @@ details .sources { margin-top: 6px; }
       if (!response.ok) {
         const status = response.status;
         if (status === 429) {
-          throw new ServiceError('rate', status, retryAfterSeconds(response.headers.get('Retry-After')));
+          const retryAfter = retryAfterSeconds(response.headers.get('Retry-After'));
+          throw new ServiceError('rate', status, retryAfter);
         }
-        const kinds = { 403: 'forbidden', 413: 'tooLarge', 422: 'invalid', 503: 'notReady', 504: 'timeout' };
+        const kinds = {
+          403: 'forbidden', 413: 'tooLarge', 422: 'invalid', 503: 'notReady', 504: 'timeout',
+        };
         throw new ServiceError(kinds[status] || (status >= 500 ? 'server' : 'invalid'), status);
       }
       try {
@@ -704,7 +717,8 @@ details .sources { margin-top: 6px; }
 
     async #reachable() {
       try {
-        await fetch(`${this.#api}/healthz`, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' });
+        const probe = { mode: 'no-cors', credentials: 'omit', cache: 'no-store' };
+        await fetch(`${this.#api}/healthz`, probe);
         return true;
       } catch (err) {
         return false;
@@ -712,26 +726,24 @@ details .sources { margin-top: 6px; }
     }
 
     async #loadCatalog() {
-      if (!this.#catalog) {
-        this.#catalog = this.#request('/v1/documents', { method: 'GET' })
-          .then((data) => new Map((data.documents || []).map((d) => [d.id, d])))
-          .catch(() => { this.#catalog = null; return new Map(); });
+      if (this.#catalog) return;
+      if (!this.#catalogPending) {
+        this.#catalogPending = this.#request('/v1/documents', { method: 'GET' })
+          .then((data) => {
+            this.#catalog = new Map((data.documents || []).map((d) => [String(d.id), d]));
+          })
+          .catch(() => {})
+          .finally(() => { this.#catalogPending = null; });
       }
-      return this.#catalog;
+      await this.#catalogPending;
     }
 
+    // Titles in the UI language when the catalog has one (passages carry the original).
     #title(passage) {
-      const catalog = this.#catalog instanceof Promise ? this.#catalogValue : null;
-      const entry = catalog && catalog.get(passage.doc_id);
+      const entry = this.#catalog && this.#catalog.get(String(passage.doc_id));
       if (this.#lang === 'en' && entry && entry.title_en) return String(entry.title_en);
       return String(passage.title || passage.doc_id || '');
     }
-
-    get #catalogValue() {
-      return this.#resolvedCatalog;
-    }
-
-    #resolvedCatalog = null;
 
     // --- rendering responses ------------------------------------------------------------
     #renderResponse(data) {
@@ -915,7 +927,8 @@ details .sources { margin-top: 6px; }
 
     #documentText(docId) {
       if (!this.#documents.has(docId)) {
-        const pending = this.#request(`/v1/documents/${encodeURIComponent(docId)}`, { method: 'GET' })
+        const path = `/v1/documents/${encodeURIComponent(docId)}`;
+        const pending = this.#request(path, { method: 'GET' })
           .then((doc) => doc.text)
           .catch((err) => { this.#documents.delete(docId); throw err; });
         this.#documents.set(docId, pending);

@@ -36,7 +36,7 @@ from index.settings import Settings
 app = typer.Typer(
     help="policy-qa: build and query the bilingual policy index.", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _components() -> Components:

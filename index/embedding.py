@@ -55,8 +55,10 @@ class Embedder:
             ModelError: the model cannot be found or loaded.
         """
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
 
+        transformers.logging.disable_progress_bar()  # a service log is no place for bars
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         location, model_id = resolve_model(settings)

@@ -43,8 +43,12 @@ class Tokenizer:
 
         jieba.setLogLevel(logging.WARNING)  # its start-up chatter is not our log
 
+        import jieba.posseg
+
         self._jieba = jieba.Tokenizer()
         self._jieba.initialize()
+        # The part-of-speech tagger reads the whole dictionary: build it once, here.
+        self._pos = jieba.posseg.POSTokenizer(self._jieba)
         for word in user_words:
             self._jieba.add_word(word, freq=2000)
 
@@ -54,11 +58,8 @@ class Tokenizer:
         A question about 上海, 2030 or ByteDance cannot be answered by a corpus that never
         names them, however close its passages are in meaning.
         """
-        import jieba.posseg
-
-        tagger = jieba.posseg.POSTokenizer(self._jieba)
         found: list[str] = []
-        for pair in tagger.cut(text):
+        for pair in self._pos.cut(text):
             word, flag = pair.word, pair.flag
             named = flag in ("ns", "nt", "nr", "nz") and len(word) > 1
             year = flag in ("m", "eng") and _YEAR.fullmatch(word) is not None

@@ -58,7 +58,7 @@ class Embedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        transformers.logging.disable_progress_bar()  # a service log is no place for bars
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         location, model_id = resolve_model(settings)

@@ -42,9 +42,19 @@ def test_build_stats_ask(cli_env: Path) -> None:
 def test_add_then_remove_one_document(cli_env: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     source = tmp_path / "notice.md"
-    source.write_text("# 通知\n一、总则\n设立海淀区量子信息专项资金，每年安排三亿元。", encoding="utf-8")
-    args = ["add", str(source), "--id", "haidian-quantum", "--title-zh", "海淀量子通知",
-            "--title-en", "Haidian quantum notice"]
+    source.write_text(
+        "# 通知\n一、总则\n设立海淀区量子信息专项资金，每年安排三亿元。", encoding="utf-8"
+    )
+    args = [
+        "add",
+        str(source),
+        "--id",
+        "haidian-quantum",
+        "--title-zh",
+        "海淀量子通知",
+        "--title-en",
+        "Haidian quantum notice",
+    ]
     added = runner.invoke(app, args)
     assert added.exit_code == 0, added.output
     assert (cli_env / "documents" / "haidian-quantum.md").exists()
@@ -65,5 +75,7 @@ def test_errors_are_messages_not_tracebacks(cli_env: Path, tmp_path: Path) -> No
     assert missing.exit_code == 2 and "not in the index" in missing.output
     exe = tmp_path / "tool.exe"
     exe.write_bytes(b"MZ")
-    refused = runner.invoke(app, ["add", str(exe), "--id", "x", "--title-zh", "x", "--title-en", "x"])
+    refused = runner.invoke(
+        app, ["add", str(exe), "--id", "x", "--title-zh", "x", "--title-en", "x"]
+    )
     assert refused.exit_code == 2 and "unsupported" in refused.output

@@ -64,7 +64,9 @@ def gold() -> list[GoldItem]:
     return load_gold()
 
 
-def test_gold_set_is_valid_and_balanced(gold: list[GoldItem], documents: dict[str, Document]) -> None:
+def test_gold_set_is_valid_and_balanced(
+    gold: list[GoldItem], documents: dict[str, Document]
+) -> None:
     assert validate(gold, documents) == []
     assert len(gold) >= 150
     for split in ("dev", "test"):
@@ -130,7 +132,9 @@ def test_http_and_in_process_agree(client: TestClient, retriever: Retriever) -> 
         assert (mine.chunk_ids, mine.no_answer) == (theirs.chunk_ids, theirs.no_answer)
 
 
-def test_relevance_needs_half_the_evidence(documents: dict[str, Document], retriever: Retriever) -> None:
+def test_relevance_needs_half_the_evidence(
+    documents: dict[str, Document], retriever: Retriever
+) -> None:
     [item] = [i for i in load_gold() if i.id == "dev-zh-001"]
     relevant = relevant_chunk_ids(item, documents, list(retriever.snapshot.chunks.values()))
     assert relevant and all("115家" in retriever.snapshot.chunk_by_id(c).text for c in relevant)  # type: ignore[union-attr]

@@ -1,0 +1,61 @@
+"""Retriever on the real model and index, and the fusion rule worked by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from index.errors import InvalidInputError
+from index.retriever import Retriever, weighted_rrf
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "北京独角兽企业有多少家？",
+        "北京獨角獸企業有多少家？",
+        "How many unicorn companies does Beijing have?",
+    ],
+)
+def test_unicorn_count_is_in_the_top_three(retriever: Retriever, question: str) -> None:
+    result = retriever.search(question, top_k=3)
+    assert any("北京独角兽企业数量115家" in hit.text for hit in result.hits)
+    assert not result.no_answer
+
+
+def test_hits_carry_citations(retriever: Retriever) -> None:
+    [hit] = retriever.search("技术合同成交额", top_k=1).hits
+    document = retriever.snapshot.documents[hit.doc_id]
+    assert document.text[hit.start : hit.end] == hit.text
+    assert hit.title == document.meta.title and hit.chunk_id.startswith(hit.doc_id)
+    assert hit.best_sentence is not None
+    start, end = hit.best_sentence
+    assert hit.start <= start < end <= hit.end
+
+
+def test_english_is_expanded_and_mixed_detected(retriever: Retriever) -> None:
+    result = retriever.search("What is the technology contract turnover target?", top_k=3)
+    assert "技术合同成交额" in result.expansions
+    assert retriever.search("中关村的 unicorn companies 有多少", top_k=1).language.mixed
+
+
+def test_document_filter(retriever: Retriever) -> None:
+    hits = retriever.search("独角兽", top_k=10, doc_ids=["most-plan-2023-41"]).hits
+    assert hits and {h.doc_id for h in hits} == {"most-plan-2023-41"}
+    with pytest.raises(InvalidInputError, match="unknown document"):
+        retriever.search("独角兽", doc_ids=["nope"])
+    with pytest.raises(InvalidInputError, match="mode"):
+        retriever.search("独角兽", mode="magic")  # type: ignore[arg-type]
+
+
+def test_questions_naming_unknown_places_have_no_answer(retriever: Retriever) -> None:
+    result = retriever.search("上海2024年的研发经费投入强度是多少？")
+    assert result.no_answer and result.unmatched == ["上海"]
+
+
+def test_weighted_rrf_by_hand() -> None:
+    # k = 1, weights dense 1, lexical 2:
+    #   a: 1/(1+1) + 2/(1+2) = 0.5 + 0.667 = 1.1667; b: 1/(1+2) + 2/(1+1) = 1.3333;
+    #   c: 1/(1+3) = 0.25. Best possible = (1 + 2)/(1+1) = 1.5.
+    fused = weighted_rrf([(1.0, [10, 20, 30]), (2.0, [20, 10])], k=1)
+    assert [row for row, _ in fused] == [20, 10, 30]
+    assert [round(score, 4) for _, score in fused] == [0.8889, 0.7778, 0.1667]

@@ -1,6 +1,6 @@
 """Ranking metrics over binary relevance, plus no-answer detection quality.
 
-Kept small and explicit; tests check them against hand-worked values and ranx.
+Kept small and explicit; tests check them against hand-worked values and ir-measures.
 """
 
 from __future__ import annotations

@@ -12,12 +12,19 @@ from typing import Any, Literal
 import numpy as np
 
 IndexType = Literal["flat", "hnsw", "ivf"]
-# Below this many passages exact search is fast enough (~10 ms on 2 cores) and perfect.
-FLAT_MAX_PASSAGES = 100_000
+# Exact search costs ~0.2 us per vector per query on 2 cores (docs/performance-scale.md):
+# up to 50k vectors it stays near 5 ms and perfect.
+FLAT_MAX_VECTORS = 50_000
+# HNSW keeps ~1.9 KB per 384-d vector in RAM (FAISS cannot mmap it); beyond this many
+# vectors IVF-SQ8 (~0.5 KB per vector, inverted lists mmap'ed) keeps memory in bounds.
+HNSW_MAX_VECTORS = 3_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 96
-IVF_NPROBE = 16
+# recall@10 >= 0.95 at 1M vectors needs efSearch 512 (~1.2 ms); FAISS searches with
+# max(efSearch, k) and the retriever asks for 300 hits, so small corpora are unaffected.
+HNSW_EF_SEARCH = 512
+# recall@10 >= 0.95 needs nprobe 8 at 1M (2,000 lists), 12 at 100k, 24 at 10k.
+IVF_NPROBE = 24
 
 
 def _faiss() -> Any:
@@ -27,11 +34,13 @@ def _faiss() -> Any:
     return faiss
 
 
-def choose_index_type(passages: int, requested: str = "auto") -> IndexType:
-    """The index type for a corpus size: exact up to 100k passages, HNSW above."""
+def choose_index_type(vectors: int, requested: str = "auto") -> IndexType:
+    """Exact up to 50k vectors, HNSW up to 3M, IVF-SQ8 beyond (memory-bound)."""
     if requested in ("flat", "hnsw", "ivf"):
         return requested  # type: ignore[return-value]
-    return "flat" if passages <= FLAT_MAX_PASSAGES else "hnsw"
+    if vectors <= FLAT_MAX_VECTORS:
+        return "flat"
+    return "hnsw" if vectors <= HNSW_MAX_VECTORS else "ivf"
 
 
 class DenseIndex:

@@ -1,0 +1,1277 @@
+"""Index scaling benchmark: build cost, memory, latency, recall and update cost by corpus size.
+
+Run ``python -m bench.scale`` (``make bench-scale``). Each measurement runs in a fresh
+spawned process, so resident-memory deltas belong to the thing measured and the
+"fresh process loads the saved index with mmap" numbers are what a restarted server pays.
+
+What is real and what is synthetic (embedding a million texts would take hours on 2 cores):
+
+* Text is real: the corpus documents are normalised, split after 。！？； (a line without
+  one gets a 。), and each passage joins 3-8 sentences drawn with replacement (fixed seed).
+  Terms come from the real ``Tokenizer`` (with the glossary's words); each distinct sentence
+  is tokenised once and a passage's terms are its sentences' terms, which is exactly what
+  tokenising the passage gives because every sentence ends in a CJK stop (checked on a
+  sample at every run).
+* Vectors are synthetic, 384-d, unit length: ``normalise(1.0 * topic + 0.5 * doc + 1.3 *
+  noise)`` with every direction ~N(0, I/384). One topic per 2,000 passages, one "document"
+  per 20 consecutive passages: passages of one document have cosine ~0.43, of one topic
+  ~0.34, otherwise ~0.0 (+-0.05). Queries are held out: ``normalise(passage + 1.0 * noise)``
+  for distinct random passages (cosine ~0.71 to their source), so the exact top 10 is a
+  near-tie mix of same-document and same-topic passages, as real embeddings give.
+* Questions are real Chinese questions about the corpus (``QUESTIONS``), cycled over the runs.
+
+Code marked PROTOTYPE is what docs/performance-scale.md proposes for ``index/lexical.py``:
+a sampled exact top-k (``top_hits``), a delta segment for cheap adds
+(``SegmentedLexicalIndex``) and a numpy BM25 build (``lean_bm25_arrays``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from index.chunking import chunk_document
+from index.dense import DenseIndex, IndexType, choose_index_type
+from index.documents import Document, DocumentMeta, load_corpus
+from index.glossary import Glossary
+from index.lexical import LexicalIndex, Tokenizer
+from index.settings import Settings
+
+DIM = 384
+SEED = 20_251_125
+BLOCK = 100_000  # vectors are generated in blocks of this many rows (a multiple of DOC_PASSAGES)
+PASSAGES_PER_TOPIC = 2_000
+DOC_PASSAGES = 20
+# Chosen so the exact top 10 mixes same-document and same-topic passages with small gaps:
+# at 50k, HNSW needs efSearch ~100 and IVF nprobe ~16 for recall@10 0.95 (a real-embedding
+# difficulty; 0.8/0.8 made every top 10 one tight document, found at efSearch 16).
+TOPIC_WEIGHT, DOC_WEIGHT, NOISE_WEIGHT = 1.0, 0.5, 1.3
+QUERY_NOISE = 1.0
+SENTENCES_PER_PASSAGE = (3, 8)
+K = 10
+WARMUP = 10
+INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
+EF_SEARCH_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+NPROBE_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+TOPK_SAMPLE = 64  # top_hits samples 64 rows per wanted hit
+PRUNE_DF_FRACTION = 0.2  # prototype: skip query terms found in more than this share of passages
+TARGET_DENSE_P50_MS = 10.0
+TARGET_RECALL = 0.95
+TARGET_LEXICAL_P50_MS = 50.0
+TARGET_ADD_S = 2.0
+MEMORY_BUDGET_GB = 12.0
+ADD_DOC_CHARS = 5_000
+# A phrase no corpus sentence contains, so the added document must be findable by it.
+NEW_DOC_MARKER = "星火燎原量子计算示范工程"
+QUESTIONS = (
+    "北京独角兽企业有多少家",
+    "技术合同成交额是多少",
+    "研发经费投入强度是多少",
+    "基础研究经费比重",
+    "每万人口高价值发明专利拥有量",
+    "中关村示范区企业总收入",
+    "高被引科学家数量",
+    "国际科技创新中心指数排名",
+    "怀柔综合性国家科学中心建设",
+    "支持外籍科学家领衔承担科研项目",
+    "新型研发机构改革",
+    "加快推动北京国际科技创新中心建设的工作方案",
+)
+_SENTENCE = re.compile(r"[^。！？；]+[。！？；]?")
+_TERMINAL = "。！？；"
+
+faiss: Any = importlib.import_module("faiss")  # its bundled stubs lack HNSW params and downcasts
+
+
+# ---- measuring --------------------------------------------------------------------------------
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's resident memory in MiB: total, anonymous, file-backed (mmap) and peak.
+
+    /proc is read first because only it separates mmap'ed pages from private ones; psutil
+    (total only) is the fallback where there is no /proc.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        fields: dict[str, float] = {}
+        for line in status.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+        return {
+            "rss": fields["VmRSS"],
+            "anon": fields.get("RssAnon", math.nan),
+            "file": fields.get("RssFile", math.nan),
+            "peak": fields.get("VmHWM", math.nan),
+        }
+    psutil = importlib.import_module("psutil")
+    rss = float(psutil.Process().memory_info().rss) / 2**20
+    return {"rss": rss, "anon": math.nan, "file": math.nan, "peak": math.nan}
+
+
+def reset_peak_memory() -> None:
+    """Restart the kernel's peak-RSS counter so a peak belongs to the step that follows."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and return freed heap to the OS, so RSS shows only what is still held."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def folder_mib(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50/p99 in milliseconds."""
+    ms = np.asarray(samples_s) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def timed(run: Callable[[int], object], count: int) -> list[float]:
+    """Seconds per call of ``run(i)`` after ``WARMUP`` untimed calls (page cache, JIT, caches)."""
+    for i in range(min(WARMUP, count)):
+        run(i)
+    samples = []
+    for i in range(count):
+        start = time.perf_counter()
+        run(i)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- the synthetic corpus ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentencePool:
+    """Real sentences of the corpus and their terms from the real tokenizer."""
+
+    sentences: list[str]
+    tokens: list[list[str]]
+
+
+def make_tokenizer(settings: Settings) -> Tokenizer:
+    """The tokenizer the service builds: jieba plus the glossary's Chinese terms."""
+    return Tokenizer(Glossary.load(settings.glossary_path).chinese_terms)
+
+
+def sentence_pool(settings: Settings, tokenizer: Tokenizer) -> SentencePool:
+    """Sentences split after 。！？；; a piece without one gets a 。 so terms never span two."""
+    sentences: list[str] = []
+    for document in load_corpus(settings.corpus_dir):
+        for line in document.text.split("\n"):
+            for match in _SENTENCE.finditer(line):
+                piece = match.group().strip()
+                if len(piece) < 2:
+                    continue
+                sentences.append(piece if piece[-1] in _TERMINAL else piece + "。")
+    return SentencePool(sentences, [tokenizer.tokenize(s) for s in sentences])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which sentences make up each passage: ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    offsets: np.ndarray
+    ids: np.ndarray
+
+
+def passage_layout(n: int, sentences: int, seed: int) -> Layout:
+    """3-8 sentences per passage, drawn with replacement; identical for a given n and seed."""
+    rng = np.random.default_rng([seed, n, 1])
+    low, high = SENTENCES_PER_PASSAGE
+    lengths = rng.integers(low, high + 1, size=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Layout(offsets, rng.integers(0, sentences, size=int(offsets[-1]), dtype=np.int32))
+
+
+class PassageTokens(Sequence[list[str]]):
+    """Passage term lists made on demand, so a million of them are never held twice."""
+
+    def __init__(self, pool: SentencePool, layout: Layout) -> None:
+        self._pool = pool
+        self._offsets = layout.offsets.tolist()
+        self._ids = layout.ids
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[list[str]]: ...
+
+    def __getitem__(self, index: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._join(self._offsets[index], self._offsets[index + 1])
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for i in range(len(self)):
+            yield self._join(self._offsets[i], self._offsets[i + 1])
+
+    def _join(self, start: int, end: int) -> list[str]:
+        terms: list[str] = []
+        for sentence in self._ids[start:end].tolist():
+            terms.extend(self._pool.tokens[sentence])
+        return terms
+
+    def text(self, index: int) -> str:
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return "".join(self._pool.sentences[s] for s in self._ids[start:end].tolist())
+
+    def mean_length(self) -> float:
+        """BM25's average document length (an empty passage counts 1, as LexicalIndex pads it)."""
+        sentence_lengths = np.array([len(t) for t in self._pool.tokens], dtype=np.int64)
+        per_passage = np.add.reduceat(sentence_lengths[self._ids], np.array(self._offsets[:-1]))
+        return float(np.maximum(per_passage, 1).mean())
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+def topic_centres(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, n, 2])
+    topics = max(8, n // PASSAGES_PER_TOPIC)
+    return _unit(rng.standard_normal((topics, DIM), dtype=np.float32))
+
+
+def vector_block(n: int, block: int, centres: np.ndarray, seed: int) -> np.ndarray:
+    """Rows ``block * BLOCK ...`` of the corpus: same-seeded, so any process can remake them."""
+    rng = np.random.default_rng([seed, n, 3, block])
+    rows = min(n, (block + 1) * BLOCK) - block * BLOCK
+    owner = np.arange(rows) // DOC_PASSAGES
+    doc_topic = rng.integers(0, len(centres), size=int(owner[-1]) + 1)
+    doc_dir = rng.standard_normal((len(doc_topic), DIM), dtype=np.float32) / math.sqrt(DIM)
+    out = rng.standard_normal((rows, DIM), dtype=np.float32)
+    out *= NOISE_WEIGHT / math.sqrt(DIM)
+    out += TOPIC_WEIGHT * centres[doc_topic[owner]]
+    out += DOC_WEIGHT * doc_dir[owner]
+    return _unit(out)
+
+
+def passage_vectors(n: int, seed: int) -> np.ndarray:
+    centres = topic_centres(n, seed)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for block in range(math.ceil(n / BLOCK)):
+        out[block * BLOCK : (block + 1) * BLOCK] = vector_block(n, block, centres, seed)
+    return out
+
+
+def held_out_queries(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Query vectors near distinct random passages; none of them is in the index."""
+    rng = np.random.default_rng([seed, len(vectors), 4])
+    rows = rng.choice(len(vectors), size=count, replace=False)
+    noise = rng.standard_normal((count, DIM), dtype=np.float32) * (QUERY_NOISE / math.sqrt(DIM))
+    return _unit(vectors[rows] + noise)
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Ground truth: exact inner-product top ``k`` row ids, merged block by block."""
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    best_rows = np.empty((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(vectors), BLOCK):
+        block = queries @ vectors[start : start + BLOCK].T
+        local = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        scores = np.concatenate([best_scores, np.take_along_axis(block, local, axis=1)], axis=1)
+        rows = np.concatenate([best_rows, local + start], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(scores, order, axis=1)
+        best_rows = np.take_along_axis(rows, order, axis=1)
+    return best_rows
+
+
+def new_document(pool: SentencePool, seed: int) -> Document:
+    """A ~5,000-character document of pool sentences, four to a paragraph, with a new term."""
+    rng = np.random.default_rng([seed, 5])
+    paragraphs: list[str] = [f"本方案所称{NEW_DOC_MARKER}由北京市统一组织实施。"]
+    length = len(paragraphs[0])
+    while length < ADD_DOC_CHARS:
+        picked = rng.integers(0, len(pool.sentences), size=4).tolist()
+        paragraph = "".join(pool.sentences[s] for s in picked)
+        paragraphs.append(paragraph)
+        length += len(paragraph) + 1
+    meta = DocumentMeta(id="bench-new-doc", title_zh="基准新增文件", title_en="Bench", source="-")
+    return Document(meta=meta, text="\n".join(paragraphs))
+
+
+# ---- faster and incremental BM25 (prototypes for index/lexical.py) ----------------------------
+
+
+@dataclass(frozen=True)
+class Postings:
+    """bm25s's precomputed index: column ``t`` of the CSC matrix is term t's posting list."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    vocab: dict[str, int]
+    size: int
+    k1: float
+    b: float
+
+    @classmethod
+    def of(cls, lexical: LexicalIndex) -> Postings:
+        bm25 = lexical._bm25
+        arrays = bm25.scores
+        return cls(
+            arrays["data"],
+            arrays["indices"],
+            arrays["indptr"],
+            bm25.vocab_dict,
+            int(arrays["num_docs"]),
+            float(bm25.k1),
+            float(bm25.b),
+        )
+
+    def span(self, term: str) -> tuple[int, int]:
+        """Where term's postings lie in ``data``/``indices`` (empty if unknown)."""
+        term_id = self.vocab.get(term)
+        if term_id is None or term_id + 1 >= len(self.indptr):
+            return 0, 0
+        return int(self.indptr[term_id]), int(self.indptr[term_id + 1])
+
+
+def term_scores(
+    postings: Postings, query_tokens: Sequence[str], *, max_df_fraction: float | None = None
+) -> np.ndarray:
+    """PROTOTYPE: BM25 of every passage, summed as bm25s does (``np.add.at`` per term).
+
+    Each distinct query term is added once, weighted by how often the query repeats it
+    (bm25s adds it once per repeat: same sum). With ``max_df_fraction``, terms in more than
+    that share of passages are skipped (pruning: faster, not exact).
+    """
+    scores = np.zeros(postings.size, dtype=np.float32)
+    limit = None if max_df_fraction is None else max_df_fraction * postings.size
+    for term, count in Counter(query_tokens).items():
+        start, end = postings.span(term)
+        if end == start or (limit is not None and end - start > limit):
+            continue
+        values = postings.data[start:end]
+        np.add.at(scores, postings.indices[start:end], values if count == 1 else values * count)
+    return scores
+
+
+def top_hits(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """PROTOTYPE: ``LexicalIndex.search``'s top ``k`` positive rows, without selecting over all.
+
+    ``argpartition`` over a million scores costs ~20 ms here. The k-th best of an evenly
+    spaced sample is a lower bound for the k-th best overall, so only rows at or above it
+    (~n/64) need selecting; the result is exact.
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    if len(scores) > TOPK_SAMPLE * k * 4:
+        sample = scores[:: len(scores) // (TOPK_SAMPLE * k)]
+        bound = float(np.partition(sample, len(sample) - k)[len(sample) - k])
+        rows = np.flatnonzero(scores >= bound) if bound > 0 else np.flatnonzero(scores > 0)
+        top = rows if len(rows) <= k else rows[np.argpartition(-scores[rows], k - 1)[:k]]
+    else:
+        top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
+
+
+def lucene_idf(df: int, n: int) -> float:
+    """bm25s's default (Lucene) idf."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+class _Vocabulary(dict[str, int]):
+    """Term ids in first-seen order; ``vocab[term]`` numbers a term it has not seen."""
+
+    def __missing__(self, term: str) -> int:
+        self[term] = len(self)
+        return len(self) - 1
+
+
+def lean_bm25_arrays(
+    corpus_tokens: Iterable[list[str]], *, k1: float, b: float, block: int = 50_000
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """PROTOTYPE for ``LexicalIndex.__init__``: bm25s's index arrays, built with numpy.
+
+    ``bm25s.BM25.index`` keeps every passage's terms twice more as Python lists (strings,
+    then ids) and loops in Python: ~12 GB peak and minutes at 1M passages. Here each block
+    of passages becomes (passage, term, tf) triples via ``np.unique``; the peak is those
+    triples plus one sort. Same Lucene BM25, same CSC layout (column = term, rows ascending).
+    """
+    vocab = _Vocabulary()
+    lookup = vocab.__getitem__
+    lengths: list[int] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    ids: list[int] = []
+    counts: list[int] = []
+
+    def flush() -> None:
+        local = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        keys, tf = np.unique((local << 32) | np.array(ids, dtype=np.int64), return_counts=True)
+        first = len(lengths)
+        parts.append(
+            ((keys >> 32).astype(np.int32) + first, keys.astype(np.int32), tf.astype(np.float32))
+        )
+        lengths.extend(counts)
+        ids.clear()
+        counts.clear()
+
+    for terms in corpus_tokens:
+        terms = terms or [""]
+        counts.append(len(terms))
+        ids.extend(map(lookup, terms))  # C-speed lookups; __missing__ numbers new terms
+        if len(counts) == block:
+            flush()
+    if counts:
+        flush()
+    docs = np.concatenate([p[0] for p in parts])
+    terms_ = np.concatenate([p[1] for p in parts])
+    data = np.concatenate([p[2] for p in parts])
+    parts.clear()
+    length = np.asarray(lengths, dtype=np.float32)
+    df = np.bincount(terms_, minlength=len(vocab))
+    idf = np.log1p((len(length) - df + 0.5) / (df + 0.5)).astype(np.float32)
+    norm = length[docs]
+    norm *= np.float32(k1 * b / length.mean())
+    norm += np.float32(k1 * (1 - b))
+    norm += data
+    np.divide(data, norm, out=data)
+    del norm
+    data *= idf[terms_]
+    order = np.argsort(terms_, kind="stable")
+    del terms_
+    indices = docs[order]
+    del docs
+    data = data[order]
+    del order
+    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    vocab.setdefault("", len(vocab))  # bm25s's empty-query token, as ``index`` adds it
+    arrays = {"data": data, "indices": indices, "indptr": indptr, "num_docs": len(length)}
+    return arrays, dict(vocab)
+
+
+def lean_lexical_index(corpus_tokens: Sequence[list[str]]) -> LexicalIndex:
+    """PROTOTYPE: a ``LexicalIndex`` whose bm25s object gets ``lean_bm25_arrays``' arrays."""
+    bm25 = importlib.import_module("bm25s").BM25()
+    arrays, vocab = lean_bm25_arrays(corpus_tokens, k1=float(bm25.k1), b=float(bm25.b))
+    bm25.scores, bm25.vocab_dict = arrays, vocab
+    bm25.unique_token_ids_set = set(vocab.values())
+    bm25.nonoccurrence_array = None
+    index = LexicalIndex.__new__(LexicalIndex)
+    index._bm25 = bm25
+    index.size = len(corpus_tokens)
+    return index
+
+
+class SegmentedLexicalIndex:
+    """PROTOTYPE for index/lexical.py: a frozen main BM25 segment plus a small delta segment.
+
+    bm25s cannot add documents, so ``LexicalIndex`` rebuilds from every passage on each
+    change (seconds at 100k). Here adding a document rebuilds only the delta. Scores use
+    collection-wide statistics: idf from main + delta document frequencies over all
+    passages (main term scores are rescaled by idf_new / idf_main per query term) and the
+    main segment's average length, so they match a full rebuild up to average-length drift.
+    A background compaction (a full rebuild) folds the delta in when it grows.
+    """
+
+    def __init__(self, main: LexicalIndex, main_avgdl: float, delta: Sequence[list[str]]) -> None:
+        self._main = Postings.of(main)
+        self._avgdl = main_avgdl
+        self.size = self._main.size + len(delta)
+        lengths = np.array([max(1, len(tokens)) for tokens in delta], dtype=np.float32)
+        k1, b = self._main.k1, self._main.b
+        self._norm = k1 * (1 - b + b * lengths / main_avgdl)
+        collected: dict[str, tuple[list[int], list[int]]] = {}
+        for position, tokens in enumerate(delta):
+            for term, tf in Counter(tokens).items():
+                rows, tfs = collected.setdefault(term, ([], []))
+                rows.append(position)
+                tfs.append(tf)
+        self._delta = {
+            term: (np.array(rows, dtype=np.int64), np.array(tfs, dtype=np.float32))
+            for term, (rows, tfs) in collected.items()
+        }
+
+    def search(
+        self, query_tokens: list[str], *, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Same contract as ``LexicalIndex.search``; delta rows follow the main rows."""
+        main = self._main
+        scores = np.zeros(self.size, dtype=np.float32)
+        for term, count in Counter(query_tokens).items():
+            start, end = main.span(term)
+            rows, tfs = self._delta.get(term, (None, None))
+            delta_df = 0 if rows is None else len(rows)
+            if end - start + delta_df == 0:
+                continue
+            idf = lucene_idf(end - start + delta_df, self.size)
+            if end > start:
+                scale = count * idf / lucene_idf(end - start, main.size)
+                np.add.at(scores, main.indices[start:end], main.data[start:end] * np.float32(scale))
+            if rows is not None and tfs is not None:
+                tfc = tfs / (tfs + self._norm[rows])
+                scores[main.size + rows] += (count * idf * tfc).astype(np.float32)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        return top_hits(scores, k)
+
+
+# ---- phases (each in a fresh process) ---------------------------------------------------------
+
+
+def _dense_path(folder: Path, index_type: IndexType) -> Path:
+    return folder / f"dense-{index_type}.faiss"
+
+
+def _held(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """What a build keeps resident (after freeing its garbage) and what it peaked at."""
+    held = after["rss"] - before["rss"]
+    return {
+        "rss_held_mib": held,
+        "peak_delta_mib": after["peak"] - before["rss"],
+        "bytes_per_passage": held * 2**20 / n,
+    }
+
+
+def _import_bm25s() -> None:
+    """Import bm25s (and numba, which it pulls in) before a baseline, not inside a timer."""
+    importlib.import_module("bm25s")
+
+
+def phase_dense_build(n: int, index_type: IndexType, folder: Path, queries: int) -> dict[str, Any]:
+    """Build one index type over the synthetic vectors; the flat run also writes ground truth."""
+    log(f"{n:,}: generating vectors for {index_type}")
+    vectors = passage_vectors(n, SEED)
+    if index_type == "flat":
+        query_vectors = held_out_queries(vectors, queries, SEED)
+        np.save(folder / "queries.npy", query_vectors)
+        np.save(folder / "truth.npy", exact_top_k(vectors, query_vectors, K))
+    gc.collect()
+    reset_peak_memory()
+    before = memory_mib()
+    start = time.perf_counter()
+    dense = DenseIndex.create(DIM, index_type, training=vectors if index_type == "ivf" else None)
+    dense.add(vectors, np.arange(n, dtype=np.int64))
+    build_s = time.perf_counter() - start
+    release_freed_memory()
+    after = memory_mib()
+    start = time.perf_counter()
+    dense.save(_dense_path(folder, index_type))
+    log(f"{n:,}: {index_type} built in {build_s:.1f} s")
+    return {
+        "build_s": build_s,
+        "save_s": time.perf_counter() - start,
+        "disk_mib": folder_mib(_dense_path(folder, index_type)),
+        **_held(before, after, n),
+    }
+
+
+def phase_lexical_build(n: int, folder: Path) -> dict[str, Any]:
+    """Build BM25 with the real LexicalIndex over real terms; check the term shortcut."""
+    _import_bm25s()
+    settings = Settings()
+    tokenizer = make_tokenizer(settings)
+    pool = sentence_pool(settings, tokenizer)
+    tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
+    sample = np.random.default_rng([SEED, n, 6]).choice(n, size=min(n, 200), replace=False)
+    start = time.perf_counter()
+    mismatched = sum(
+        Counter(tokenizer.tokenize(tokens.text(int(i)))) != Counter(tokens[int(i)]) for i in sample
+    )
+    tokenise_ms = (time.perf_counter() - start) * 1000 / len(sample)
+    chars = float(np.mean([len(tokens.text(int(i))) for i in sample]))
+    gc.collect()
+    reset_peak_memory()
+    before = memory_mib()
+    start = time.perf_counter()
+    lexical = LexicalIndex(tokens)
+    build_s = time.perf_counter() - start
+    release_freed_memory()
+    after = memory_mib()
+    lexical.save(folder / "bm25")
+    log(f"{n:,}: BM25 built in {build_s:.1f} s")
+    return {
+        "build_s": build_s,
+        "tokenise_ms_per_passage": tokenise_ms,
+        "tokenise_all_s_estimate": tokenise_ms * n / 1000,
+        "term_shortcut_mismatches": f"{mismatched}/{len(sample)}",
+        "pool_sentences": len(pool.sentences),
+        "mean_chars": chars,
+        "mean_terms": tokens.mean_length(),
+        "vocabulary": lexical.stats["vocabulary"],
+        "disk_mib": folder_mib(folder / "bm25"),
+        **_held(before, after, n),
+    }
+
+
+def phase_lexical_lean(n: int, folder: Path) -> dict[str, Any]:
+    """Build BM25 with the lean prototype; compare with the saved bm25s index when there."""
+    _import_bm25s()
+    settings = Settings()
+    tokenizer = make_tokenizer(settings)
+    pool = sentence_pool(settings, tokenizer)
+    tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
+    release_freed_memory()
+    reset_peak_memory()
+    before = memory_mib()
+    start = time.perf_counter()
+    lean = lean_lexical_index(tokens)
+    build_s = time.perf_counter() - start
+    release_freed_memory()
+    after = memory_mib()
+    log(f"{n:,}: lean BM25 built in {build_s:.1f} s")
+    result: dict[str, Any] = {"build_s": build_s, **_held(before, after, n)}
+    if (folder / "bm25").exists():
+        reference = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
+        terms = [tokenizer.tokenize(q) for q in QUESTIONS]
+        pairs = [(reference.search(t, k=K), lean.search(t, k=K)) for t in terms]
+        result["top10_agreement"] = float(np.mean([_overlap(a, b) for a, b in pairs]))
+        result["max_relative_score_diff"] = max(
+            (abs(s - dict(b).get(r, 0.0)) / s for a, b in pairs for r, s in a if r in dict(b)),
+            default=0.0,
+        )
+    return result
+
+
+def _resident(when: str, base: dict[str, float], now: dict[str, float]) -> dict[str, float]:
+    """RSS growth since ``base``, split into private (anon) and mmap'ed file pages."""
+    return {
+        f"rss_{when}_mib": now["rss"] - base["rss"],
+        f"file_{when}_mib": now["file"] - base["file"],
+    }
+
+
+def _set_search_param(dense: DenseIndex, value: int) -> None:
+    inner = dense._index
+    if dense.index_type == "hnsw":
+        faiss.downcast_index(inner.index).hnsw.efSearch = value
+    elif dense.index_type == "ivf":
+        faiss.extract_index_ivf(inner).nprobe = value
+
+
+def _production_depths() -> tuple[int, int]:
+    """(passages per retriever, dense vectors fetched for them) as the retriever asks."""
+    retriever = importlib.import_module("index.retriever")
+    candidates = Settings().candidates
+    return candidates, candidates * int(getattr(retriever, "VECTORS_PER_PASSAGE", 1))
+
+
+def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int) -> dict[str, Any]:
+    """Load one saved index with mmap in this fresh process; sweep its knob; time fused search."""
+    retriever = importlib.import_module("index.retriever")
+    _import_bm25s()
+    settings = Settings()
+    faiss.omp_set_num_threads(threads)
+    queries = np.load(folder / "queries.npy")
+    truth = np.load(folder / "truth.npy")
+    tokenizer = make_tokenizer(settings)
+    gc.collect()
+    base = memory_mib()
+    start = time.perf_counter()
+    dense = DenseIndex.load(_dense_path(folder, index_type), index_type, mmap=True)
+    load_s = time.perf_counter() - start
+    loaded = memory_mib()
+
+    def recall_and_latency() -> dict[str, float]:
+        samples = timed(lambda i: dense.search(queries[i], K), len(queries))
+        found = [[row for row, _ in dense.search(q, K)] for q in queries]
+        hits = [len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]
+        return {**percentiles(samples), "recall_at_10": float(np.mean(hits))}
+
+    sweep: list[dict[str, Any]] = []
+    grid: tuple[int, ...] = {"flat": (0,), "hnsw": EF_SEARCH_GRID, "ivf": NPROBE_GRID}[index_type]
+    for value in grid:
+        _set_search_param(dense, value)
+        sweep.append({"param": value, **recall_and_latency()})
+        log(f"{n:,}: {index_type} param={value} {sweep[-1]}")
+    passing = [s for s in sweep if s["recall_at_10"] >= TARGET_RECALL]
+    chosen = passing[0] if passing else max(sweep, key=lambda s: s["recall_at_10"])
+    _set_search_param(dense, int(chosen["param"]))
+    candidates, depth = _production_depths()
+    deep = percentiles(timed(lambda i: dense.search(queries[i], depth), len(queries)))
+    result: dict[str, Any] = {
+        "load_s": load_s,
+        **_resident("after_load", base, loaded),
+        "threads": threads,
+        "sweep": sweep,
+        "chosen": chosen,
+        "production_depth": depth,
+        "production_depth_latency": deep,
+    }
+    if index_type == "flat":
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        result["all_threads"] = percentiles(
+            timed(lambda i: dense.search(queries[i], K), min(50, len(queries)))
+        )
+        faiss.omp_set_num_threads(threads)
+    result.update(_resident("after_queries", base, memory_mib()))
+
+    lexical = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
+    postings = Postings.of(lexical)
+
+    def fused(i: int, fast: bool) -> None:
+        vector_hits = dense.search(queries[i], depth)[:candidates]
+        terms = tokenizer.tokenize(QUESTIONS[i % len(QUESTIONS)])
+        word_hits = (
+            top_hits(term_scores(postings, terms), candidates)
+            if fast
+            else lexical.search(terms, k=candidates)
+        )
+        retriever.weighted_rrf(
+            [
+                (settings.dense_weight, [row for row, _ in vector_hits]),
+                (settings.lexical_weight, [row for row, _ in word_hits]),
+            ],
+            k=settings.rrf_k,
+        )
+
+    result["fused"] = percentiles(timed(lambda i: fused(i, False), len(queries)))
+    result["fused_sampled_topk"] = percentiles(timed(lambda i: fused(i, True), len(queries)))
+    return result
+
+
+def _overlap(a: list[tuple[int, float]], b: list[tuple[int, float]], k: int = K) -> float:
+    left, right = {r for r, _ in a[:k]}, {r for r, _ in b[:k]}
+    return len(left & right) / max(1, len(left))
+
+
+def phase_lexical_query(n: int, folder: Path, queries: int) -> dict[str, Any]:
+    """Load BM25 with mmap in a fresh process; time the service's search and the prototypes."""
+    _import_bm25s()
+    settings = Settings()
+    tokenizer = make_tokenizer(settings)
+    terms = [tokenizer.tokenize(q) for q in QUESTIONS]
+    tokenise = percentiles(timed(lambda i: tokenizer.tokenize(QUESTIONS[i % len(QUESTIONS)]), 200))
+    gc.collect()
+    base = memory_mib()
+    lexical = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
+    loaded = memory_mib()
+    candidates, _ = _production_depths()
+    postings = Postings.of(lexical)
+
+    def run(search: Callable[[list[str]], list[tuple[int, float]]]) -> dict[str, float]:
+        samples = timed(lambda i: search(terms[i % len(terms)]), queries)
+        reference = [lexical.search(t, k=candidates) for t in terms]
+        agreement = [_overlap(r, search(t)) for r, t in zip(reference, terms, strict=True)]
+        return {**percentiles(samples), "top10_agreement": float(np.mean(agreement))}
+
+    result: dict[str, Any] = {
+        **_resident("after_load", base, loaded),
+        "tokenise_question": tokenise,
+        "query_terms": float(np.mean([len(t) for t in terms])),
+        "posting_entries_per_query": float(
+            np.mean([sum(e - s for s, e in map(postings.span, t)) for t in terms])
+        ),
+    }
+    result["service"] = run(lambda t: lexical.search(t, k=candidates))
+    log(f"{n:,}: BM25 service search {result['service']}")
+    result["sampled_topk"] = run(lambda t: top_hits(term_scores(postings, t), candidates))
+    result["pruned"] = run(
+        lambda t: top_hits(term_scores(postings, t, max_df_fraction=PRUNE_DF_FRACTION), candidates)
+    )
+    result.update(_resident("after_queries", base, memory_mib()))
+    bm25 = lexical._bm25
+    bm25.backend = "numba"
+    start = time.perf_counter()
+    bm25.retrieve([terms[0]], k=candidates, show_progress=False, n_threads=1)
+    result["numba_compile_s"] = time.perf_counter() - start
+
+    def numba_search(t: list[str]) -> list[tuple[int, float]]:
+        rows, scores = bm25.retrieve([t], k=candidates, show_progress=False, n_threads=1)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
+
+    result["numba"] = run(numba_search)
+    return result
+
+
+def phase_update(n: int, folder: Path) -> dict[str, Any]:
+    """Add one ~5,000-character document to the n-passage index, as ``with_document`` does."""
+    _import_bm25s()
+    settings = Settings()
+    tokenizer = make_tokenizer(settings)
+    pool = sentence_pool(settings, tokenizer)
+    tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
+    document = new_document(pool, SEED)
+    chunks = chunk_document(
+        document,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        min_chars=settings.min_chunk_chars,
+    )
+    result: dict[str, Any] = {"document_chars": len(document.text), "passages": len(chunks)}
+
+    start = time.perf_counter()
+    new_tokens = [tokenizer.tokenize(chunk.context_text) for chunk in chunks]
+    result["tokenise_s"] = time.perf_counter() - start
+
+    rng = np.random.default_rng([SEED, 7])
+    centre = topic_centres(n, SEED)[0] + DOC_WEIGHT * rng.standard_normal(DIM) / math.sqrt(DIM)
+    noise = rng.standard_normal((len(chunks), DIM)) * (NOISE_WEIGHT / math.sqrt(DIM))
+    vectors = _unit((centre + noise).astype(np.float32))
+    ids = np.arange(n, n + len(chunks), dtype=np.int64)
+    for index_type in INDEX_TYPES:
+        path = _dense_path(folder, index_type)
+        if not path.exists():
+            continue
+        dense = DenseIndex.load(path, index_type)
+        start = time.perf_counter()
+        copy = dense.clone()
+        cloned = time.perf_counter()
+        copy.add(vectors, ids)
+        result[f"dense_{index_type}"] = {
+            "clone_s": cloned - start,
+            "add_s": time.perf_counter() - cloned,
+        }
+        del dense, copy
+        gc.collect()
+
+    everything = [*tokens, *new_tokens]
+    start = time.perf_counter()
+    rebuilt = LexicalIndex(everything)
+    result["lexical_rebuild_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    lean_lexical_index(everything)
+    result["lexical_lean_rebuild_s"] = time.perf_counter() - start
+    del everything
+    main = LexicalIndex.load(folder / "bm25", size=n)
+    avgdl = tokens.mean_length()
+    start = time.perf_counter()
+    segmented = SegmentedLexicalIndex(main, avgdl, new_tokens)
+    result["lexical_delta_s"] = time.perf_counter() - start
+
+    questions = [*QUESTIONS, NEW_DOC_MARKER]
+    terms = [tokenizer.tokenize(q) for q in questions]
+    full = [rebuilt.search(t, k=K) for t in terms]
+    seg = [segmented.search(t, k=K) for t in terms]
+    drift = [
+        abs(score - dict(b).get(row, 0.0)) / score
+        for a, b in zip(full, seg, strict=True)
+        for row, score in a
+        if row in dict(b)
+    ]
+    result["delta_vs_rebuild"] = {
+        "top10_agreement": float(np.mean([_overlap(a, b) for a, b in zip(full, seg, strict=True)])),
+        "max_relative_score_diff": max(drift, default=0.0),
+        "new_document_found_first": bool(seg[-1]) and seg[-1][0][0] >= n,
+    }
+    result["lexical_delta_search"] = percentiles(
+        timed(lambda i: segmented.search(terms[i % len(terms)], k=50), 100)
+    )
+    default_type = choose_index_type(n)
+    dense_steps = result.get(f"dense_{default_type}")
+    dense_s = sum(dense_steps.values()) if dense_steps else math.nan
+    result["default_index_type"] = default_type
+    result["total_rebuild_s"] = result["tokenise_s"] + dense_s + result["lexical_rebuild_s"]
+    result["total_delta_s"] = result["tokenise_s"] + dense_s + result["lexical_delta_s"]
+    result["total_lean_rebuild_s"] = (
+        result["tokenise_s"] + dense_s + result["lexical_lean_rebuild_s"]
+    )
+    return result
+
+
+def run_isolated(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run one phase in a freshly spawned process and return its result."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (readable as plain text too)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "-"
+            return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _param_label(index_type: str, param: int) -> str:
+    return {"flat": "exact", "hnsw": f"efSearch={param}", "ivf": f"nprobe={param}"}[index_type]
+
+
+def _mmap_cell(query: dict[str, Any], when: str) -> str:
+    rss, file = query.get(f"rss_{when}_mib"), query.get(f"file_{when}_mib")
+    return "-" if rss is None or file is None else f"{rss:,.0f} ({file:,.0f})"
+
+
+def size_report(n: int, data: dict[str, Any]) -> str:
+    """The tables for one corpus size."""
+    parts = [f"### {n:,} passages"]
+    builds: dict[str, Any] = data.get("dense_build", {})
+    queries: dict[str, Any] = data.get("dense_query", {})
+    lexical = data.get("lexical_build")
+    memory_rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        (f"dense {t}", builds[t], queries.get(t, {})) for t in INDEX_TYPES if t in builds
+    ]
+    if lexical:
+        memory_rows.append(("BM25 (LexicalIndex)", lexical, data.get("lexical_query", {})))
+    if "lexical_build_lean" in data:
+        memory_rows.append(("BM25 lean build (prototype)", data["lexical_build_lean"], {}))
+    rows: list[list[object]] = [
+        [
+            name,
+            b["build_s"],
+            b.get("disk_mib", math.nan),
+            b["peak_delta_mib"],
+            b["rss_held_mib"],
+            b["bytes_per_passage"],
+            _mmap_cell(q, "after_load"),
+            _mmap_cell(q, "after_queries"),
+        ]
+        for name, b, q in memory_rows
+    ]
+    parts.append(
+        table(
+            [
+                "index",
+                "build s",
+                "disk MiB",
+                "build peak MiB",
+                "held MiB",
+                "bytes/passage",
+                "fresh mmap load MiB (file)",
+                "after queries MiB (file)",
+            ],
+            rows,
+        )
+    )
+    rows = []
+    for index_type in INDEX_TYPES:
+        q = queries.get(index_type)
+        if q:
+            c = q["chosen"]
+            rows.append(
+                [
+                    f"dense {index_type} ({_param_label(index_type, c['param'])})",
+                    c["p50_ms"],
+                    c["p99_ms"],
+                    c["recall_at_10"],
+                    q["production_depth_latency"]["p50_ms"],
+                    q["fused"]["p50_ms"],
+                    q["fused"]["p99_ms"],
+                    q["fused_sampled_topk"]["p50_ms"],
+                ]
+            )
+    lq = data.get("lexical_query")
+    if lq:
+        for name in ("service", "sampled_topk", "pruned", "numba"):
+            r = lq[name]
+            agreement = f"top-10 agree {r['top10_agreement']:.2f}"
+            rows.append([f"BM25 {name}", r["p50_ms"], r["p99_ms"], agreement, "", "", "", ""])
+    depth = next((q["production_depth"] for q in queries.values()), "?")
+    parts.append(
+        table(
+            [
+                "search",
+                "p50 ms",
+                "p99 ms",
+                "recall@10",
+                f"p50 ms k={depth}",
+                "fused p50 ms",
+                "fused p99 ms",
+                "fused p50 ms (sampled top-k BM25)",
+            ],
+            rows,
+        )
+    )
+    for index_type in ("hnsw", "ivf"):
+        q = queries.get(index_type)
+        if q:
+            parts.append(f"{index_type} sweep (k={K}, {q['threads']} thread):")
+            parts.append(
+                table(
+                    ["param", "p50 ms", "p99 ms", "recall@10"],
+                    [
+                        [
+                            _param_label(index_type, s["param"]),
+                            s["p50_ms"],
+                            s["p99_ms"],
+                            s["recall_at_10"],
+                        ]
+                        for s in q["sweep"]
+                    ],
+                )
+            )
+    update = data.get("update")
+    if update:
+        default = update["default_index_type"]
+        dense = update.get(f"dense_{default}", {})
+        parts.append(
+            f"Adding a {update['document_chars']:,}-character document "
+            f"({update['passages']} passages), dense index {default}:"
+        )
+        parts.append(
+            table(
+                [
+                    "step",
+                    "full BM25 rebuild (today)",
+                    "BM25 delta segment (prototype)",
+                    "lean full rebuild (prototype)",
+                ],
+                [
+                    ["tokenise passages", *[update["tokenise_s"]] * 3],
+                    ["dense clone + add", *[sum(dense.values())] * 3],
+                    [
+                        "BM25",
+                        update["lexical_rebuild_s"],
+                        update["lexical_delta_s"],
+                        update.get("lexical_lean_rebuild_s", math.nan),
+                    ],
+                    [
+                        "total s",
+                        update["total_rebuild_s"],
+                        update["total_delta_s"],
+                        update.get("total_lean_rebuild_s", math.nan),
+                    ],
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def targets(report: dict[str, Any], update_size: int) -> list[dict[str, Any]]:
+    """PASS/FAIL per target, judged at the largest measured size (1M when it was run)."""
+    sizes = report["sizes"]
+    largest = max((int(s) for s in sizes if sizes[s].get("dense_query")), default=None)
+    out: list[dict[str, Any]] = []
+    if largest is not None:
+        data = sizes[str(largest)]
+        for index_type, q in data["dense_query"].items():
+            c = q["chosen"]
+            ok = c["p50_ms"] <= TARGET_DENSE_P50_MS and c["recall_at_10"] >= TARGET_RECALL
+            goal = f"p50 <= {TARGET_DENSE_P50_MS:g} ms and recall@10 >= {TARGET_RECALL}"
+            out.append(
+                {
+                    "target": f"dense {index_type} at {largest:,}: {goal}",
+                    "measured": f"{c['p50_ms']:.2f} ms, recall {c['recall_at_10']:.3f} "
+                    f"({_param_label(index_type, c['param'])})",
+                    "pass": ok,
+                }
+            )
+        lq = data.get("lexical_query")
+        if lq:
+            for name in ("service", "sampled_topk", "pruned", "numba"):
+                r = lq[name]
+                out.append(
+                    {
+                        "target": f"BM25 {name} at {largest:,}: "
+                        f"p50 <= {TARGET_LEXICAL_P50_MS:g} ms",
+                        "measured": f"{r['p50_ms']:.1f} ms (top-10 agreement "
+                        f"{r['top10_agreement']:.2f})",
+                        "pass": r["p50_ms"] <= TARGET_LEXICAL_P50_MS,
+                    }
+                )
+    budget_mib = MEMORY_BUDGET_GB * 1024
+    if largest is not None:
+        data = sizes[str(largest)]
+        for name, key in (("LexicalIndex", "lexical_build"), ("lean", "lexical_build_lean")):
+            if key in data:
+                peak = data[key]["peak_delta_mib"]
+                out.append(
+                    {
+                        "target": f"BM25 {name} build peak at {largest:,} <= "
+                        f"{MEMORY_BUDGET_GB:g} GB",
+                        "measured": f"{peak / 1024:.1f} GB",
+                        "pass": peak <= budget_mib,
+                    }
+                )
+    update = sizes.get(str(update_size), {}).get("update")
+    if update:
+        for name, key in (
+            ("full rebuild", "total_rebuild_s"),
+            ("delta segment", "total_delta_s"),
+            ("lean full rebuild", "total_lean_rebuild_s"),
+        ):
+            if key not in update:
+                continue
+            out.append(
+                {
+                    "target": f"add a 5k-char document to {update_size:,} ({name}) <= "
+                    f"{TARGET_ADD_S:g} s",
+                    "measured": f"{update[key]:.2f} s",
+                    "pass": update[key] <= TARGET_ADD_S,
+                }
+            )
+    return out
+
+
+def render(report: dict[str, Any], update_size: int) -> str:
+    sizes = sorted(report["sizes"], key=int)
+    parts = [size_report(int(n), report["sizes"][n]) for n in sizes]
+    rows = [
+        [t["target"], t["measured"], "PASS" if t["pass"] else "FAIL"]
+        for t in targets(report, update_size)
+    ]
+    parts.append("### Targets\n\n" + table(["target", "measured", "result"], rows))
+    return "\n\n".join(parts)
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for name in ("numpy", "faiss", "bm25s", "jieba"):
+        module = importlib.import_module(name)
+        versions[name] = str(getattr(module, "__version__", "?"))
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+        "versions": versions,
+    }
+
+
+# ---- driver -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help="corpus sizes in passages, comma-separated"
+    )
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per search")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("var/reports/scale.json"),
+        help="JSON report; a Markdown copy goes next to it",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("var/bench-scale"),
+        help="where indexes are built (one folder per size)",
+    )
+    parser.add_argument(
+        "--phases",
+        default="build,lean,query,update",
+        help="any of build,lean,query,update; later phases reuse kept builds",
+    )
+    parser.add_argument("--types", default=",".join(INDEX_TYPES), help="dense index types")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="FAISS threads while querying (a server answers one query per "
+        "request; see the docs for why 1)",
+    )
+    parser.add_argument(
+        "--update-size",
+        type=int,
+        default=100_000,
+        help="the size the incremental-update measurement runs at",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep built indexes afterwards")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    phases = set(args.phases.split(","))
+    types: list[IndexType] = [t for t in INDEX_TYPES if t in args.types.split(",")]
+    report: dict[str, Any] = {"sizes": {}}
+    if args.out.exists():  # phases run separately add to one report
+        report = json.loads(args.out.read_text(encoding="utf-8"))
+    report["machine"] = machine()
+    report["synthetic"] = {
+        "vectors": f"unit(normalise({TOPIC_WEIGHT}*topic + {DOC_WEIGHT}*doc + "
+        f"{NOISE_WEIGHT}*noise)), directions ~N(0, I/{DIM}); one topic per "
+        f"{PASSAGES_PER_TOPIC} passages, one document per {DOC_PASSAGES} consecutive passages",
+        "queries": f"normalise(passage + {QUERY_NOISE}*noise), distinct random passages",
+        "passages": f"{SENTENCES_PER_PASSAGE[0]}-{SENTENCES_PER_PASSAGE[1]} real sentences, "
+        "drawn with replacement",
+        "seed": SEED,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        args.out.with_suffix(".md").write_text(
+            render(report, args.update_size) + "\n", encoding="utf-8"
+        )
+
+    for n in sizes:
+        folder = args.workdir / str(n)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = report["sizes"].setdefault(str(n), {})
+        if "build" in phases:
+            builds = data.setdefault("dense_build", {})
+            for index_type in types:
+                builds[index_type] = run_isolated(
+                    phase_dense_build, n, index_type, folder, args.queries
+                )
+                save()
+            data["lexical_build"] = run_isolated(phase_lexical_build, n, folder)
+            save()
+        if "lean" in phases:
+            data["lexical_build_lean"] = run_isolated(phase_lexical_lean, n, folder)
+            save()
+        if "query" in phases:
+            queries = data.setdefault("dense_query", {})
+            for index_type in types:
+                queries[index_type] = run_isolated(
+                    phase_dense_query, n, index_type, folder, args.threads
+                )
+                save()
+            data["lexical_query"] = run_isolated(phase_lexical_query, n, folder, args.queries)
+            save()
+        if "update" in phases and n == args.update_size:
+            data["update"] = run_isolated(phase_update, n, folder)
+            save()
+        print(size_report(n, data), flush=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    report["machine"]["load_average_end"] = list(os.getloadavg())
+    save()
+    print(render(report, args.update_size).split("### Targets")[-1], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

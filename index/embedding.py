@@ -2,15 +2,24 @@
 
 The default model is multilingual-e5-small built locally from a package (no hub access);
 any other sentence-transformers model is one setting away and takes the same code path.
+
+Query path (see docs/performance.md): one short query gains little from torch's intra-op
+threads, and on a busy 2-core machine their OpenMP spin-waits made a 30 ms encode take
+80-400 ms. So by default (``torch_threads=0``) every model call runs on one thread, and
+concurrent requests (uvicorn runs them in a thread pool) share the cores through the OS
+scheduler. With ``torch_threads=N > 1`` at most ``cpus // N`` calls run at once, so the
+OpenMP teams of concurrent requests never outnumber the cores.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from threading import Lock
+from threading import BoundedSemaphore, Lock
 from typing import Any
 
 import numpy as np
@@ -19,6 +28,9 @@ from index.errors import ModelError
 from index.settings import DEFAULT_MODEL, Settings
 
 QUERY_CACHE_SIZE = 1024
+AUTO_TORCH_THREADS = 1
+"""Intra-op threads per model call when ``torch_threads`` is 0 (auto)."""
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 class Embedder:
@@ -32,15 +44,20 @@ class Embedder:
         query_prompt: str,
         passage_prompt: str,
         batch_size: int = 32,
+        parallel_calls: int = 0,
     ) -> None:
+        """``parallel_calls``: model calls allowed at once; 0 = unlimited."""
         self._model = model
         self.model_id = model_id
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
         self.batch_size = batch_size
         self.dimension = int(model.get_embedding_dimension())
+        # The model's own Normalize module already makes unit vectors; do not do it twice.
+        self._normalises = any(type(m).__name__ == "Normalize" for m in _modules(model))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
+        self._gate = BoundedSemaphore(parallel_calls) if parallel_calls > 0 else None
 
     @property
     def model(self) -> Any:
@@ -59,8 +76,8 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        threads = settings.torch_threads or AUTO_TORCH_THREADS
+        torch.set_num_threads(threads)
         location, model_id = resolve_model(settings)
         try:
             model = SentenceTransformer(location, device="cpu")
@@ -73,6 +90,7 @@ class Embedder:
             query_prompt=settings.query_prompt,
             passage_prompt=settings.passage_prompt,
             batch_size=settings.embed_batch_size,
+            parallel_calls=max(1, usable_cpus() // threads) if threads > 1 else 0,
         )
 
     def embed_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -88,7 +106,9 @@ class Embedder:
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-        vector: np.ndarray = self._encode([text], self.query_prompt, show_progress=False)[0]
+        vector: np.ndarray = self._encode(
+            [text], self.query_prompt, show_progress=False, batch_size=1
+        )[0]
         vector.setflags(write=False)
         with self._lock:
             self._cache[text] = vector
@@ -96,19 +116,48 @@ class Embedder:
                 self._cache.popitem(last=False)
         return vector
 
-    def _encode(self, texts: list[str], prompt: str, *, show_progress: bool) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
+    def _encode(
+        self, texts: list[str], prompt: str, *, show_progress: bool, batch_size: int | None = None
+    ) -> np.ndarray:
+        # encode() already runs under torch.inference_mode; the gate bounds parallel calls.
+        if self._gate is not None:
+            self._gate.acquire()
+        try:
             vectors: np.ndarray = self._model.encode(
                 texts,
                 prompt=prompt,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
+                batch_size=batch_size or self.batch_size,
+                normalize_embeddings=not self._normalises,
                 convert_to_numpy=True,
                 show_progress_bar=show_progress,
             )
+        finally:
+            if self._gate is not None:
+                self._gate.release()
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup v2 quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = _CGROUP_CPU_MAX.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def _modules(model: Any) -> list[Any]:
+    """A SentenceTransformer's pipeline modules (empty for a stand-in without them)."""
+    try:
+        return list(model)
+    except TypeError:
+        return []
 
 
 def resolve_model(settings: Settings) -> tuple[str, str]:

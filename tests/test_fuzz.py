@@ -1,56 +1,130 @@
 """Schema fuzzing: schemathesis drives every operation of the service's own OpenAPI schema.
 
-Runs in process against a throwaway app (its own copy of the corpus and index), so admin
-writes during fuzzing can never touch the session's documents; afterwards both the session
-index and the throwaway one are checked to be unchanged. Bounded and seeded: a run is
-deterministic and takes well under a minute.
+Each operation gets a bounded, seeded Hypothesis run of schema-valid and schema-invalid
+requests, in process, against a throwaway app with its own small corpus and index (admin
+writes, deletes and rebuilds included, with the admin key), so fuzzing can never touch the
+session's documents. Every response must be free of 5xx and conform to the schema; known
+schema gaps (listed below, each with a proposed fix in docs/reliability.md) are tallied
+instead of failing, and anything else fails with schemathesis' reproducer. Afterwards the
+session's index and corpus (catalog and sources) are byte-identical, and the throwaway index
+serves the documents it started with, in step with its catalog.
+
+The schemathesis pytest plugin (``from_fixture``) is not used: 4.32.5 sets
+``request.node._nodeid``, which pytest 9 no longer has.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
-from starlette.types import Receive, Scope, Send
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.result import Ok
+from schemathesis.schemas import BaseSchema
 
 from index.embedding import Embedder
 from index.settings import Settings
 from index.snapshot import Snapshot
-from service.app import create_app
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 RETRIEVAL = {"Authorization": "Bearer test-retrieval-key"}
-# Searching costs a model call per positive case; reads and 422s cost microseconds.
-EXPENSIVE = {"/v1/ask", "/retrieval"}
-CONFIG: dict[str, Any] = {
-    "seed": 20261125,
-    "generation": {
-        "mode": "all",
-        "max-examples": 25,
-        "deterministic": True,
-        "database": "none",
-        "no-shrink": False,
-    },
-    "phases": {"stateful": {"enabled": False}},
-    "operations": [
-        {"include-path": sorted(EXPENSIVE), "generation": {"max-examples": 12}},
-    ],
+
+# Every operation in the schema, with its example budget (Hypothesis max_examples, half
+# schema-valid and half schema-invalid on average). A search costs a model call; reads,
+# 4xx and admin calls on the small corpus cost milliseconds.
+BUDGET: dict[str, int] = {
+    "POST /v1/ask": 30,
+    "GET /v1/documents": 15,
+    "GET /v1/documents/{doc_id}": 30,
+    "GET /v1/documents/{doc_id}/chunks": 30,
+    "GET /v1/chunks/{chunk_id}": 30,
+    "GET /v1/admin/status": 10,
+    "POST /v1/admin/documents": 30,
+    "DELETE /v1/admin/documents/{doc_id}": 30,
+    "POST /v1/admin/rebuild": 3,
+    "POST /retrieval": 30,
+    "GET /healthz": 3,
+    "GET /readyz": 3,
+}
+
+# Findings the fuzzer reports today: (failure class, operation, status). Each is explained,
+# with a reproducer and a proposed fix, in docs/reliability.md; once a fix lands, its
+# entries stop matching and can be deleted. Anything not listed fails the test.
+# F1: error statuses the service answers by design but the schema does not document.
+_UNDOCUMENTED = {
+    ("UndefinedStatusCode", op, status)
+    for op in BUDGET
+    for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)
+}
+KNOWN_GAPS: set[tuple[str, str, int]] = _UNDOCUMENTED | {
+    # F2: a PolicyQAError 422 has a string ``detail``; the schema says 422 is a list.
+    ("JsonSchemaError", "POST /v1/ask", 422),
+    ("JsonSchemaError", "POST /v1/admin/documents", 422),
+    # F3: control characters and blank text are refused, but the schema does not say so.
+    # F4 (by design): unknown ``doc_ids`` are a 422; a nullable form field sent as "null".
+    ("RejectedPositiveData", "POST /v1/ask", 422),
+    ("RejectedPositiveData", "POST /retrieval", 422),
+    ("RejectedPositiveData", "POST /v1/admin/documents", 422),
+    # F4 (by design): the upload's file name must end in .txt/.md/.pdf/.docx; schemathesis
+    # names every file part "file", so each schema-valid upload is refused with 415.
+    ("RejectedPositiveData", "POST /v1/admin/documents", 415),
 }
 
 CASES: Counter[str] = Counter()
 STATUSES: Counter[tuple[str, int]] = Counter()
+FOUND: Counter[tuple[str, str, int]] = Counter()
+REPRODUCERS: dict[tuple[str, str, int], str] = {}
+
+TINY_CORPUS = {
+    "tiny-zh": (
+        "一、总体要求\n为加快建设国际科技创新中心，制定本方案。到2025年，研发经费投入强度"
+        "保持在6%左右，技术合同成交额达到8500亿元。\n二、主要任务\n（一）支持新型研发机构"
+        "建设，布局建设一批重大科技基础设施，推动科技成果转化和产业化。\n",
+        "zh",
+    ),
+    "tiny-en": (
+        "1. Goals\nBeijing aims to become an international innovation centre. By 2025 the "
+        "R&D intensity stays near 6 percent of GDP.\n2. Measures\nThe plan supports new "
+        "research institutes, large science facilities and the transfer of technology.\n",
+        "en",
+    ),
+}
 
 
-def _fingerprint(root: Path) -> dict[str, str]:
+def write_tiny_corpus(folder: Path) -> None:
+    """A two-document corpus that indexes in about a second (so rebuilds can be fuzzed)."""
+    (folder / "documents").mkdir(parents=True)
+    entries = []
+    for doc_id, (text, language) in TINY_CORPUS.items():
+        (folder / "documents" / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+        entries.append(
+            {
+                "id": doc_id,
+                "title_zh": f"小文件{doc_id}",
+                "title_en": f"Tiny {doc_id}",
+                "source": f"documents/{doc_id}.txt",
+                "language": language,
+            }
+        )
+    (folder / "catalog.json").write_text(
+        json.dumps({"documents": entries}, ensure_ascii=False), encoding="utf-8"
+    )
+
+
+def fingerprint(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path -> digest)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -59,74 +133,133 @@ def _fingerprint(root: Path) -> dict[str, str]:
     }
 
 
+def session_files(settings: Settings) -> dict[str, str]:
+    """Every file of the session's index and corpus (catalog and sources) with its digest."""
+    index = {f"index/{k}": v for k, v in fingerprint(settings.index_root).items()}
+    corpus = {f"corpus/{k}": v for k, v in fingerprint(settings.corpus_dir).items()}
+    return index | corpus
+
+
 @pytest.fixture(scope="module")
-def session_state(settings: Settings, snapshot: Snapshot) -> dict[str, str]:
-    """The session's index and catalog before fuzzing, to compare with afterwards."""
-    return {
-        **_fingerprint(settings.index_root),
-        "catalog": hashlib.sha256(settings.catalog_path.read_bytes()).hexdigest(),
-    }
+def session_before(settings: Settings, snapshot: Snapshot) -> dict[str, str]:
+    """The session's files before fuzzing, to compare with afterwards."""
+    return session_files(settings)
 
 
 @pytest.fixture(scope="module")
 def fuzz_app(
     settings: Settings,
     embedder: Embedder,
-    snapshot: Snapshot,
+    session_before: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> FastAPI:
-    """A throwaway app over copies of the session's corpus and index."""
+    """A throwaway app over its own small corpus and data folder."""
+    from service.app import create_app
+
     root = tmp_path_factory.mktemp("fuzz")
-    shutil.copytree(settings.corpus_dir, root / "corpus")
-    shutil.copytree(settings.index_root, root / "data" / "index")
+    write_tiny_corpus(root / "corpus")
     own = settings.model_copy(update={"corpus_dir": root / "corpus", "data_dir": root / "data"})
     return create_app(own, embedder=embedder)
 
 
-class _AppProxy:
-    """The ASGI app schemathesis calls: forwards to the module's throwaway app.
-
-    The schema is loaded at import (pytest parametrizes one test per operation at
-    collection), before any fixture exists; the app it exercises is bound later.
-    """
-
-    target: FastAPI | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.target is not None, "the fuzz_app fixture binds the app"
-        await self.target(scope, receive, send)
-
-
-PROXY = _AppProxy()
-schema = schemathesis.openapi.from_dict(
-    create_app(Settings()).openapi(), config=SchemathesisConfig.from_dict(CONFIG)
-)
-schema.app = PROXY
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bound_app(fuzz_app: FastAPI, session_state: dict[str, str]) -> Iterator[FastAPI]:
-    """Bind the throwaway app, start its lifespan and wait until its index is loaded."""
+@pytest.fixture(scope="module")
+def api_schema(fuzz_app: FastAPI) -> Iterator[BaseSchema]:
+    """The app's own schema; loading it starts the app's lifespan (kept for the module)."""
     from schemathesis.python import asgi
 
-    PROXY.target = fuzz_app
-    with asgi.get_client(PROXY):  # starts the lifespan (kept until shutdown_lifespans)
-        pass
+    config = SchemathesisConfig.from_dict({"seed": 20261125})
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
     service = fuzz_app.state.service
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not service.ready and service.load_error is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert service.ready, service.load_error
-    yield fuzz_app
+    yield loaded
     asgi.shutdown_lifespans()
-    PROXY.target = None
 
 
-@schema.parametrize()
-def test_every_operation_conforms_to_the_schema(case: schemathesis.Case) -> None:
-    """No 5xx, and every response (status, content type, headers, body) matches the schema."""
-    headers = ADMIN if case.path.startswith("/v1/admin") else None
-    headers = RETRIEVAL if case.path == "/retrieval" else headers
-    response = case.call_and_validate(headers=headers)
-    CASES[f"{case.method} {case.path}"] += 1
-    STATUSES[(f"{case.method} {case.path}", response.status_code)] += 1
+@pytest.fixture(scope="module")
+def served_before(api_schema: BaseSchema, fuzz_app: FastAPI) -> dict[str, str]:
+    snapshot = fuzz_app.state.service.snapshot
+    return dict(snapshot.manifest.documents)
+
+
+def _credentials(path: str) -> dict[str, str] | None:
+    if path.startswith("/v1/admin"):
+        return ADMIN
+    return RETRIEVAL if path == "/retrieval" else None
+
+
+def _failures(error: BaseException) -> list[Failure]:
+    if isinstance(error, FailureGroup):
+        return list(error.exceptions)
+    return [error] if isinstance(error, Failure) else []
+
+
+def test_the_schema_lists_every_operation(api_schema: BaseSchema) -> None:
+    results = list(api_schema.get_all_operations())
+    assert all(isinstance(result, Ok) for result in results), results
+    labels = {result.ok().label for result in results if isinstance(result, Ok)}
+    assert labels == set(BUDGET), "a new operation needs a fuzzing budget in BUDGET"
+
+
+@pytest.mark.parametrize("label", sorted(BUDGET))
+def test_operation_conforms_to_the_schema(
+    api_schema: BaseSchema, served_before: dict[str, str], label: str
+) -> None:
+    """No 5xx; status, content type, headers and body match the schema (known gaps aside)."""
+    method, path = label.split(" ", 1)
+    operation = api_schema[path][method]
+    cases = st.one_of(
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
+
+    @hypothesis.settings(
+        max_examples=BUDGET[label],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=cases)
+    def run(case: schemathesis.Case[Any]) -> None:
+        response = case.call(headers=_credentials(path))
+        CASES[label] += 1
+        STATUSES[(label, response.status_code)] += 1
+        assert response.status_code < 500, case.as_curl_command()
+        try:
+            case.validate_response(response, headers=_credentials(path))
+        except (Failure, FailureGroup) as error:
+            unknown = []
+            for failure in _failures(error):
+                key = (type(failure).__name__, label, response.status_code)
+                FOUND[key] += 1
+                REPRODUCERS.setdefault(key, case.as_curl_command(headers=_credentials(path)))
+                if key not in KNOWN_GAPS:
+                    unknown.append(failure)
+            if unknown:
+                raise
+
+    run()
+
+
+def test_fuzzing_changed_no_real_data(
+    settings: Settings,
+    session_before: dict[str, str],
+    fuzz_app: FastAPI,
+    served_before: dict[str, str],
+) -> None:
+    """The session's index and corpus are byte-identical; the throwaway serves the same."""
+    assert session_files(settings) == session_before
+    service = fuzz_app.state.service
+    served = dict(service.snapshot.manifest.documents)
+    catalog = json.loads(service.settings.catalog_path.read_text(encoding="utf-8"))
+    assert served == served_before
+    assert {entry["id"] for entry in catalog["documents"]} == set(served)
+    if CASES:  # the fuzz tests ran in this session: report what they tried
+        print(f"\nfuzz cases: {sum(CASES.values())} {dict(CASES)}")
+        print(f"statuses: {dict(STATUSES)}")
+        for key, count in sorted(FOUND.items()):
+            print(f"known gap {key} x{count}: {REPRODUCERS[key]}")

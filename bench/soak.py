@@ -1,0 +1,437 @@
+"""Load and soak test of the real service over loopback.
+
+Run ``python -m bench.soak`` (``make soak``; ``--duration`` in seconds, default 180). One run:
+
+1. starts the real service (``uvicorn service.app:create_app --factory``, one worker) as a
+   subprocess on a free loopback port, with ``POLICY_QA_DATA_DIR=var`` (the built index;
+   nothing is written to it), ``HF_HUB_OFFLINE=1``, a per-client rate limit nobody reaches
+   and a low per-site-key limit;
+2. runs ``--clients`` concurrent clients (default 16), each with its own connection, mixing
+   Chinese and English questions from ``eval/gold.jsonl`` (half of them made unique, so
+   the query cache cannot answer them) with document reads (``/v1/documents``,
+   ``/v1/documents/{id}``, ``/v1/chunks/{id}``); beside them one abusive client with its
+   own site key (``X-Site-Key: abuser-key``) hammers ``/v1/documents`` at ``--abuser-rps``
+   and must be answered 429 once past its budget, without the others ever seeing a 429;
+3. samples the server's resident memory (``VmRSS`` in ``/proc/PID/status``) every second;
+4. prints and writes ``var/reports/soak.json``: requests, status counts, 5xx (must be 0),
+   the abuser's 429s, p50/p90/p99 per endpoint kind, and the memory drift after warm-up
+   (median RSS of the last 30 s against the 30 s after warm-up; must stay under 10%).
+
+Exit status 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from index.settings import PROJECT_ROOT
+
+GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
+REPORT = PROJECT_ROOT / "var" / "reports" / "soak.json"
+SERVER_LOG = PROJECT_ROOT / "var" / "reports" / "soak-server.log"
+SITE_KEYS = ["demo-site-key", "abuser-key"]
+ABUSER_KEY = "abuser-key"
+CLIENT_LIMIT = 1_000_000_000  # per address: every client is 127.0.0.1, so never reached
+# What each request of a normal client is (kind, weight).
+MIX = (("ask_zh", 25), ("ask_en", 25), ("documents", 15), ("document", 15), ("chunk", 20))
+MAX_RSS_DRIFT = 0.10
+WINDOW_S = 30.0  # memory is compared as medians over windows this long
+
+
+@dataclass
+class Sample:
+    kind: str
+    status: int  # 0: no response (connection error or client timeout)
+    ms: float
+    at: float
+
+
+@dataclass
+class Load:
+    """Everything the clients saw, and the server's memory over time."""
+
+    samples: list[Sample] = field(default_factory=list)
+    abuser: list[Sample] = field(default_factory=list)
+    rss_kb: list[tuple[float, int]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+# ---- the server -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def server(port: int, *, site_limit: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real service on ``port``, stopped (SIGTERM, then SIGKILL) on exit."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "POLICY_QA_DATA_DIR": str(PROJECT_ROOT / "var"),
+        "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(CLIENT_LIMIT),
+        "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(site_limit),
+        "POLICY_QA_SITE_KEYS": json.dumps(SITE_KEYS),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "service.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=sink)
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+
+
+async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"server exited with {process.returncode}; see {SERVER_LOG}")
+            with contextlib.suppress(httpx.HTTPError):
+                reply = await client.get("/readyz")
+                if reply.status_code == 200:
+                    return
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"server not ready after {timeout_s:.0f} s; see {SERVER_LOG}")
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident memory of ``pid`` in kB (None once it has gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+# ---- the clients ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Targets:
+    questions: dict[str, list[str]]
+    doc_ids: list[str]
+    chunk_ids: list[str]
+
+
+async def discover(base: str) -> Targets:
+    """Questions from the gold set; document and passage ids from the service itself."""
+    questions: dict[str, list[str]] = {"zh": [], "en": []}
+    for line in GOLD.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            questions[row["lang"]].append(row["question"])
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        listing = (await client.get("/v1/documents")).json()["documents"]
+        doc_ids = [d["id"] for d in listing]
+        chunk_ids: list[str] = []
+        for doc_id in doc_ids:
+            reply = await client.get(f"/v1/documents/{doc_id}/chunks")
+            chunk_ids += [c["chunk_id"] for c in reply.json()["chunks"]]
+    return Targets(questions=questions, doc_ids=doc_ids, chunk_ids=chunk_ids)
+
+
+def request_for(kind: str, targets: Targets, rng: random.Random) -> tuple[str, str, Any]:
+    """(method, path, JSON body) for one request of ``kind``."""
+    if kind.startswith("ask_"):
+        question = rng.choice(targets.questions[kind[4:]])
+        if rng.random() < 0.5:  # a string never sent before: the query cache cannot help
+            question = f"{question} #{rng.randrange(1_000_000)}"
+        return "POST", "/v1/ask", {"question": question, "top_k": 5}
+    if kind == "documents":
+        return "GET", "/v1/documents", None
+    if kind == "document":
+        return "GET", f"/v1/documents/{rng.choice(targets.doc_ids)}", None
+    return "GET", f"/v1/chunks/{rng.choice(targets.chunk_ids)}", None
+
+
+async def timed(client: httpx.AsyncClient, method: str, path: str, body: Any) -> tuple[int, float]:
+    started = time.perf_counter()
+    reply = await client.request(method, path, json=body)
+    await reply.aread()
+    return reply.status_code, (time.perf_counter() - started) * 1000
+
+
+async def normal_client(
+    base: str, targets: Targets, load: Load, deadline: float, seed: int, t0: float
+) -> None:
+    rng = random.Random(seed)
+    kinds = [kind for kind, _ in MIX]
+    weights = [weight for _, weight in MIX]
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        while time.monotonic() < deadline:
+            kind = rng.choices(kinds, weights)[0]
+            method, path, body = request_for(kind, targets, rng)
+            try:
+                status, ms = await timed(client, method, path, body)
+            except httpx.HTTPError as exc:
+                load.errors[f"{kind}: {type(exc).__name__}"] += 1
+                status, ms = 0, math.nan
+            load.samples.append(Sample(kind, status, ms, time.monotonic() - t0))
+
+
+async def abusive_client(base: str, load: Load, deadline: float, rps: float, t0: float) -> None:
+    """One site hammering past its budget: it should get 429s, the others nothing."""
+    headers = {"X-Site-Key": ABUSER_KEY}
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
+        next_at = time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                status, ms = await timed(client, "GET", "/v1/documents", None)
+            except httpx.HTTPError as exc:
+                load.errors[f"abuser: {type(exc).__name__}"] += 1
+                status, ms = 0, math.nan
+            load.abuser.append(Sample("abuser", status, ms, time.monotonic() - t0))
+            next_at += 1 / rps
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+async def memory_sampler(pid: int, load: Load, deadline: float, t0: float) -> None:
+    while time.monotonic() < deadline:
+        value = rss_kb(pid)
+        if value is not None:
+            load.rss_kb.append((time.monotonic() - t0, value))
+        await asyncio.sleep(1.0)
+
+
+async def progress(load: Load, deadline: float, t0: float, every_s: float = 30.0) -> None:
+    while time.monotonic() + every_s < deadline:
+        await asyncio.sleep(every_s)
+        done = len(load.samples)
+        errors = sum(1 for s in load.samples if s.status == 0 or s.status >= 500)
+        rss = load.rss_kb[-1][1] / 1024 if load.rss_kb else math.nan
+        print(
+            f"  {time.monotonic() - t0:5.0f} s: {done} requests, {errors} 5xx/errors, "
+            f"abuser {sum(1 for s in load.abuser if s.status == 429)} x 429, "
+            f"RSS {rss:.0f} MiB",
+            flush=True,
+        )
+
+
+async def run_load(args: argparse.Namespace, base: str, pid: int) -> Load:
+    targets = await discover(base)
+    load = Load()
+    t0 = time.monotonic()
+    deadline = t0 + args.duration
+    tasks = [
+        normal_client(base, targets, load, deadline, seed=args.seed + i, t0=t0)
+        for i in range(args.clients)
+    ]
+    tasks.append(abusive_client(base, load, deadline, args.abuser_rps, t0))
+    tasks.append(memory_sampler(pid, load, deadline, t0))
+    tasks.append(progress(load, deadline, t0))
+    await asyncio.gather(*tasks)
+    return load
+
+
+# ---- the report -------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0-100) of the finite values; NaN if none."""
+    finite = sorted(v for v in values if not math.isnan(v))
+    if not finite:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(finite)))
+    return finite[rank - 1]
+
+
+def latency(samples: list[Sample]) -> dict[str, float]:
+    values = [s.ms for s in samples]
+    return {
+        "count": len(samples),
+        "p50_ms": round(percentile(values, 50), 1),
+        "p90_ms": round(percentile(values, 90), 1),
+        "p99_ms": round(percentile(values, 99), 1),
+        "max_ms": round(percentile(values, 100), 1),
+    }
+
+
+def memory(rss: list[tuple[float, int]], *, warmup_s: float, duration_s: float) -> dict[str, Any]:
+    """Median RSS just after warm-up, at the end, and the drift between them."""
+
+    def median_between(start: float, end: float) -> float:
+        inside = [kb for t, kb in rss if start <= t < end]
+        return statistics.median(inside) if inside else math.nan
+
+    baseline = median_between(warmup_s, warmup_s + WINDOW_S)
+    final = median_between(duration_s - WINDOW_S, duration_s + 1)
+    after = [(t, kb) for t, kb in rss if t >= warmup_s]
+    slope = math.nan
+    if len(after) > 2:
+        times = [t for t, _ in after]
+        values = [float(kb) for _, kb in after]
+        slope = statistics.linear_regression(times, values).slope * 60 / 1024  # MiB/min
+    return {
+        "samples": len(rss),
+        "start_mib": round(rss[0][1] / 1024, 1) if rss else None,
+        "after_warmup_mib": round(baseline / 1024, 1),
+        "end_mib": round(final / 1024, 1),
+        "max_mib": round(max(kb for _, kb in rss) / 1024, 1) if rss else None,
+        "drift": round((final - baseline) / baseline, 4),
+        "slope_mib_per_min": round(slope, 2),
+        "series_mib": [[round(t, 1), round(kb / 1024, 1)] for t, kb in rss],
+    }
+
+
+def summarise(load: Load, args: argparse.Namespace) -> dict[str, Any]:
+    statuses = Counter(s.status for s in load.samples)
+    by_kind = {
+        kind: latency([s for s in load.samples if s.kind == kind and s.status == 200])
+        for kind, _ in MIX
+    }
+    asks = [s for s in load.samples if s.kind.startswith("ask") and s.status == 200]
+    reads = [s for s in load.samples if not s.kind.startswith("ask") and s.status == 200]
+    abuser = Counter(s.status for s in load.abuser)
+    server_errors = sum(n for status, n in statuses.items() if status >= 500)
+    server_errors += sum(n for status, n in abuser.items() if status >= 500)
+    no_response = statuses.get(0, 0) + abuser.get(0, 0)
+    mem = memory(load.rss_kb, warmup_s=args.warmup, duration_s=args.duration)
+    checks = {
+        "no_5xx": server_errors == 0,
+        "every_request_answered": no_response == 0,
+        "abuser_gets_429": abuser.get(429, 0) > 0,
+        "others_never_429": statuses.get(429, 0) == 0,
+        "rss_drift_below_10pct": not math.isnan(mem["drift"]) and mem["drift"] < MAX_RSS_DRIFT,
+    }
+    total = len(load.samples) + len(load.abuser)
+    return {
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "clients": args.clients,
+            "abusive_clients": 1,
+            "abuser_rps": args.abuser_rps,
+            "site_rate_limit_per_minute": args.site_limit,
+            "mix": dict(MIX),
+            "seed": args.seed,
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "requests": {
+            "total": total,
+            "normal": len(load.samples),
+            "abuser": len(load.abuser),
+            "per_second": round(total / args.duration, 1),
+            "normal_statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "abuser_statuses": {str(k): v for k, v in sorted(abuser.items())},
+            "server_errors_5xx": server_errors,
+            "no_response": no_response,
+            "errors": dict(load.errors),
+        },
+        "latency_ms": {**by_kind, "ask": latency(asks), "read": latency(reads)},
+        "memory": mem,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    r, mem = report["requests"], report["memory"]
+    print(
+        f"\n{r['total']} requests in {report['config']['duration_s']} s "
+        f"({r['per_second']}/s) from {report['config']['clients']} clients + 1 abuser"
+    )
+    print(f"  statuses {r['normal_statuses']}, abuser {r['abuser_statuses']}")
+    print(f"  5xx {r['server_errors_5xx']}, no response {r['no_response']}")
+    print(f"  {'kind':<10} {'count':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind, row in report["latency_ms"].items():
+        print(
+            f"  {kind:<10} {row['count']:>6} {row['p50_ms']:>8} {row['p90_ms']:>8} "
+            f"{row['p99_ms']:>8} {row['max_ms']:>8}"
+        )
+    print(
+        f"  RSS {mem['start_mib']} MiB at start, {mem['after_warmup_mib']} after warm-up, "
+        f"{mem['end_mib']} at the end (max {mem['max_mib']}): drift {mem['drift']:+.1%}, "
+        f"slope {mem['slope_mib_per_min']} MiB/min"
+    )
+    for name, ok in report["checks"].items():
+        print(f"  {'PASS' if ok else 'FAIL'} {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS counts")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent normal clients")
+    parser.add_argument("--abuser-rps", type=float, default=20.0, help="the abuser's rate")
+    parser.add_argument("--site-limit", type=int, default=60, help="per site key, per minute")
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    if args.duration < args.warmup + 2 * WINDOW_S:
+        parser.error(f"--duration must be at least --warmup + {2 * WINDOW_S:.0f} s")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server(port, site_limit=args.site_limit, log=SERVER_LOG) as process:
+        print(f"starting the service on {base} (log: {SERVER_LOG})", flush=True)
+        asyncio.run(wait_ready(base, process, args.ready_timeout))
+        print(f"ready; {args.duration:.0f} s of load", flush=True)
+        load = asyncio.run(run_load(args, base, process.pid))
+        exited = process.poll()
+    report = summarise(load, args)
+    report["server_exited_during_run"] = exited is not None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print_report(report)
+    print(f"wrote {args.out}")
+    return 0 if report["passed"] and exited is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

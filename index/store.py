@@ -10,7 +10,6 @@ what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ import numpy as np
 
 from index.chunking import Chunk
 from index.dense import DenseIndex
-from index.documents import Document, DocumentMeta
+from index.documents import Document, DocumentMeta, sha256_file
 from index.errors import IndexIntegrityError
 from index.lexical import LexicalIndex
 from index.snapshot import FORMAT_VERSION, Manifest, Snapshot
@@ -114,14 +113,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -303,7 +294,7 @@ class IndexStore:
         np.save(folder / "lexical_rows.npy", snapshot.lexical_rows)
         snapshot.dense.save(folder / "dense.faiss")
         snapshot.lexical.save(folder / "bm25")
-        files = {str(p.relative_to(folder)): _sha256(p) for p in _files(folder)}
+        files = {str(p.relative_to(folder)): sha256_file(p) for p in _files(folder)}
         manifest = replace(snapshot.manifest, files=files)
         (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         # Flushed before the folder is renamed into place: after a power cut, a version
@@ -346,7 +337,7 @@ class IndexStore:
             path = folder / name
             if not path.is_file():
                 raise IndexIntegrityError(f"index file {name} is missing; {REBUILD_HINT}")
-            if _sha256(path) != expected:
+            if sha256_file(path) != expected:
                 raise IndexIntegrityError(
                     f"index file {name} is corrupt (checksum mismatch); {REBUILD_HINT}"
                 )

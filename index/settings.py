@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
     embed_batch_size: int = Field(32, ge=1, le=1024)
-    torch_threads: int = Field(0, ge=0, description="0 = leave torch's default.")
+    torch_threads: int = Field(0, ge=0, description="0 = auto: one thread per model call.")
 
     # --- chunking (chosen by measurement on the dev set; see README) --------------------
     chunk_size: int = Field(400, ge=50, le=4000)

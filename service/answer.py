@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from index.chunking import sentence_spans
 from index.retriever import Hit
@@ -54,7 +55,7 @@ def extract_answer(
     for rank, hit in enumerate(hits[:ANSWER_PASSAGES], start=1):
         for start, end in sentence_spans(hit.text):
             text = hit.text[start:end]
-            terms = set(tokenize(text))
+            terms = _sentence_terms(tokenize, text)
             overlap = len(terms & query_terms) / max(1, len(query_terms))
             absolute = (hit.start + start, hit.start + end)
             dense_bonus = 0.5 if hit.best_sentence == absolute else 0.0
@@ -73,3 +74,10 @@ def extract_answer(
     chosen.sort(key=lambda s: (s.rank, s.start))
     text = "".join(f"{s.text}[{s.rank}]" for s in chosen)
     return ExtractiveAnswer(text=text, citations=sorted({s.rank for s in chosen}), sentences=chosen)
+
+
+@lru_cache(maxsize=16_384)
+def _sentence_terms(tokenize: Callable[[str], list[str]], text: str) -> frozenset[str]:
+    """A sentence's terms, cached: the same top passages recur across questions, and
+    re-tokenising them was most of a request's CPU outside the model."""
+    return frozenset(tokenize(text))

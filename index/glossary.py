@@ -2,7 +2,9 @@
 
 English questions share no words with Chinese passages, so BM25 cannot help them; the
 glossary maps what an analyst types ("unicorns", "technology contract turnover") to the
-terms the documents use (独角兽, 技术合同成交额).
+terms the documents use (独角兽, 技术合同成交额). Chinese questions get the same help for
+everyday wording the documents never use: 技术交易 finds 技术合同成交额 through the
+optional ``zh_aliases`` column.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class GlossaryEntry:
     zh: str
     en: tuple[str, ...]
     category: str
+    zh_aliases: tuple[str, ...] = ()
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9&]+")
@@ -71,6 +74,7 @@ class Glossary:
         self._phrases = phrases
         self._longest = max((len(key) for key in phrases), default=0)
         self._words = {word.lower() for key in phrases for word in key}
+        self._aliases = [(alias, entry.zh) for entry in entries for alias in entry.zh_aliases]
 
     def knows(self, word: str) -> bool:
         """Whether an English word occurs in any glossary phrase (e.g. "huairou")."""
@@ -78,7 +82,8 @@ class Glossary:
 
     @classmethod
     def load(cls, path: Path) -> Glossary:
-        """Read ``zh<TAB>en<TAB>category`` lines; ``en`` holds variants separated by ``|``.
+        """Read ``zh<TAB>en<TAB>category[<TAB>zh_aliases]`` lines; ``en`` and ``zh_aliases``
+        hold variants separated by ``|``.
 
         A missing file is an empty glossary (expansion is an optional refinement).
         """
@@ -90,8 +95,9 @@ class Glossary:
             entries = [
                 GlossaryEntry(
                     zh=row["zh"].strip(),
-                    en=tuple(v.strip() for v in row["en"].split("|") if v.strip()),
+                    en=_variants(row["en"]),
                     category=(row.get("category") or "").strip(),
+                    zh_aliases=_variants(row.get("zh_aliases") or ""),
                 )
                 for row in rows
             ]
@@ -104,7 +110,8 @@ class Glossary:
         return [entry.zh for entry in self.entries]
 
     def expand(self, question: str) -> list[str]:
-        """Chinese terms for the English phrases found in ``question``, in order of mention."""
+        """Chinese terms for the English phrases in ``question`` (in order of mention), then
+        the documents' terms for Chinese everyday wording the question uses instead."""
         words = phrase_key(question)
         terms: list[str] = []
         for i in range(len(words)):
@@ -112,4 +119,11 @@ class Glossary:
                 for term in self._phrases.get(words[i : i + n], ()):
                     if term not in terms:
                         terms.append(term)
+        for alias, term in self._aliases:
+            if alias in question and term not in question and term not in terms:
+                terms.append(term)
         return terms
+
+
+def _variants(cell: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in cell.split("|") if v.strip())

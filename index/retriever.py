@@ -1,7 +1,8 @@
 """Question in, ranked passages out: dense + BM25, fused by weighted reciprocal rank.
 
 English questions are expanded with the glossary's Chinese terms so BM25 can match the
-Chinese passages; the dense model is multilingual and sees the question as asked.
+Chinese passages, and Chinese questions with the documents' terms for everyday wording;
+the dense model sees the question plus the same terms.
 """
 
 from __future__ import annotations
@@ -131,11 +132,7 @@ class Retriever:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         language = detect_language(question)
-        expansions = (
-            self.glossary.expand(language.text)
-            if self.settings.glossary_expansion and (language.language == "en" or language.mixed)
-            else []
-        )
+        expansions = self.glossary.expand(language.text) if self.settings.glossary_expansion else []
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 

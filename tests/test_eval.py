@@ -18,10 +18,10 @@ from index.retriever import Retriever
 # Quality floors for the held-out test split in hybrid mode, a little under what it
 # measures (README, "Retrieval quality"); a change that drops below them cannot land.
 TEST_FLOORS = {
-    "zh": {"recall@5": 0.95, "mrr@10": 0.88},
+    "zh": {"recall@5": 0.95, "mrr@10": 0.9},
     "en": {"recall@5": 0.88, "mrr@10": 0.75},
 }
-DEV_FLOORS = {"zh": {"recall@5": 0.92}, "en": {"recall@5": 0.92}}
+DEV_FLOORS = {"zh": {"recall@5": 0.95}, "en": {"recall@5": 0.92}}
 # Flagging on-topic unanswerable questions is the weak spot (README); guard against regression.
 NO_ANSWER_FLOORS = {"precision": 0.25, "recall": 0.15}
 

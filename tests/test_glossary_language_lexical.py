@@ -42,6 +42,22 @@ def test_glossary_expands_english(glossary: Glossary, question: str, term: str) 
     assert term in glossary.expand(question)
 
 
+def test_chinese_everyday_wording_maps_to_the_documents_terms(glossary: Glossary) -> None:
+    assert glossary.expand("这几年北京技术交易的规模涨了多少？") == ["技术合同成交额"]
+    assert "可重复使用火箭" in glossary.expand("北京在可回收火箭上有什么进展？")
+    # A question already using the documents' term gains nothing.
+    assert glossary.expand("技术合同成交额是多少？") == []
+
+
+def test_every_alias_is_new_wording(glossary: Glossary) -> None:
+    """An alias equal to its own term, or shared by two terms, would only add noise."""
+    seen: dict[str, str] = {}
+    for entry in glossary.entries:
+        for alias in entry.zh_aliases:
+            assert alias != entry.zh
+            assert seen.setdefault(alias, entry.zh) == entry.zh, alias
+
+
 def test_acronyms_match_case_sensitively(glossary: Glossary) -> None:
     assert "科技部" in glossary.expand("What did MOST decide?")
     assert "科技部" not in glossary.expand("What is the most important goal?")

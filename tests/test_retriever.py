@@ -38,6 +38,12 @@ def test_english_is_expanded_and_mixed_detected(retriever: Retriever) -> None:
     assert retriever.search("中关村的 unicorn companies 有多少", top_k=1).language.mixed
 
 
+def test_chinese_everyday_wording_finds_the_documents_term(retriever: Retriever) -> None:
+    result = retriever.search("这几年北京技术交易的规模涨了多少？", top_k=5)
+    assert result.expansions == ["技术合同成交额"]
+    assert any("6316.2亿元提高到9865亿元" in hit.text for hit in result.hits)
+
+
 def test_document_filter(retriever: Retriever) -> None:
     hits = retriever.search("独角兽", top_k=10, doc_ids=["most-plan-2023-41"]).hits
     assert hits and {h.doc_id for h in hits} == {"most-plan-2023-41"}

@@ -1,7 +1,8 @@
 """Build a snapshot from documents, or derive one by adding or removing a document.
 
 Only the changed document is chunked and embedded on an incremental change; the other
-passages keep their vectors and row ids.
+passages keep their vectors and row ids, and an added document's passages go to the BM25
+delta segment until it grows past ``DELTA_MAX_FRACTION`` of the corpus.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from index.snapshot import (
     vector_ids,
 )
 from index.store import REBUILD_HINT
+
+# The BM25 delta is folded into a full rebuild when it outgrows this share of the main
+# segment (or ``DELTA_MIN_PASSAGES``, whichever is larger): a big delta slows queries.
+DELTA_MAX_FRACTION = 0.05
+DELTA_MIN_PASSAGES = 2_000
 
 
 def chunking_params(settings: Settings) -> dict[str, int]:
@@ -65,10 +71,12 @@ def build_snapshot(
     index_type = choose_index_type(len(ids), settings.index_type)
     dense = DenseIndex.create(embedder.dimension, index_type, training=vectors)
     dense.add(vectors, ids)
+    tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in enumerate(chunks)}
     return _assemble(
         documents={d.id: d for d in documents},
         chunks=dict(enumerate(chunks)),
-        tokens={row: tokenizer.tokenize(chunk.context_text) for row, chunk in enumerate(chunks)},
+        tokens=tokens,
+        lexical=_full_lexical(tokens),
         dense=dense,
         next_row_id=len(chunks),
         model_id=embedder.model_id,
@@ -97,14 +105,13 @@ def with_document(
     vectors, ids = _embed(new_rows, embedder)
     dense = base.dense.clone()
     dense.add(vectors, ids)
-    chunks = {**base.chunks, **new_rows}
-    tokens = dict(base.tokens)
-    for row, chunk in new_rows.items():
-        tokens[row] = tokenizer.tokenize(chunk.context_text)
+    new_tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in new_rows.items()}
+    tokens = {**base.tokens, **new_tokens}
     return _assemble(
         documents={**base.documents, document.id: document},
-        chunks=chunks,
+        chunks={**base.chunks, **new_rows},
         tokens=tokens,
+        lexical=_extended_lexical(base, new_tokens, tokens),
         dense=dense,
         next_row_id=start + len(new_chunks),
         model_id=base.manifest.model_id,
@@ -124,10 +131,12 @@ def without_document(snapshot: Snapshot, doc_id: str) -> Snapshot:
     dense = snapshot.dense.clone()
     dense.remove(snapshot.vector_ids_for_rows(doomed))
     gone = set(doomed.tolist())
+    tokens = {r: t for r, t in snapshot.tokens.items() if r not in gone}
     return _assemble(
         documents={k: v for k, v in snapshot.documents.items() if k != doc_id},
         chunks={r: c for r, c in snapshot.chunks.items() if r not in gone},
-        tokens={r: t for r, t in snapshot.tokens.items() if r not in gone},
+        tokens=tokens,
+        lexical=_full_lexical(tokens),
         dense=dense,
         next_row_id=snapshot.manifest.next_row_id,
         model_id=snapshot.manifest.model_id,
@@ -152,19 +161,37 @@ def _embed(
     return vectors[[position[text] for text in texts]], all_ids
 
 
+def _extended_lexical(
+    base: Snapshot, new_tokens: dict[int, list[str]], tokens: dict[int, list[str]]
+) -> tuple[LexicalIndex, np.ndarray]:
+    """Append the new passages to the BM25 delta, or rebuild once the delta is too big."""
+    lexical = base.lexical
+    limit = max(DELTA_MIN_PASSAGES, DELTA_MAX_FRACTION * lexical.main_size)
+    if not lexical.main_size or lexical.delta_size + len(new_tokens) > limit:
+        return _full_lexical(tokens)
+    # New row ids are above every existing one: appending keeps positions in row order.
+    rows = np.concatenate([base.lexical_rows, np.array(sorted(new_tokens), dtype=np.int64)])
+    return lexical.extended([new_tokens[row] for row in sorted(new_tokens)]), rows
+
+
+def _full_lexical(tokens: dict[int, list[str]]) -> tuple[LexicalIndex, np.ndarray]:
+    """A BM25 index over every passage, and the row id at each of its positions."""
+    rows = np.array(sorted(tokens), dtype=np.int64)
+    return LexicalIndex([tokens[int(row)] for row in rows]), rows
+
+
 def _assemble(
     *,
     documents: dict[str, Document],
     chunks: dict[int, Chunk],
     tokens: dict[int, list[str]],
+    lexical: tuple[LexicalIndex, np.ndarray],
     dense: DenseIndex,
     next_row_id: int,
     model_id: str,
     chunking: dict[str, int],
 ) -> Snapshot:
-    """Rebuild the (cheap) lexical index and the manifest around the given parts."""
-    lexical_rows = np.array(sorted(chunks), dtype=np.int64)
-    lexical = LexicalIndex([tokens[int(row)] for row in lexical_rows])
+    """Put the parts and a fresh manifest together."""
     fingerprints = {doc_id: document_fingerprint(doc) for doc_id, doc in documents.items()}
     manifest = Manifest(
         model_id=model_id,
@@ -183,8 +210,8 @@ def _assemble(
         chunks=chunks,
         tokens=tokens,
         dense=dense,
-        lexical=lexical,
-        lexical_rows=lexical_rows,
+        lexical=lexical[0],
+        lexical_rows=lexical[1],
     )
 
 

@@ -59,5 +59,9 @@ class IndexIntegrityError(PolicyQAError):
     """Persisted index artefacts are corrupt, incomplete or built for another model/corpus."""
 
 
+class IndexFormatError(IndexIntegrityError):
+    """The index was written in another on-disk format (by an older policy-qa)."""
+
+
 class ModelError(PolicyQAError):
     """The embedding model cannot be built or loaded."""

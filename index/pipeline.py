@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from index.build import build_snapshot, check_compatible, is_up_to_date
 from index.documents import load_corpus
 from index.embedding import Embedder
+from index.errors import IndexFormatError
 from index.glossary import Glossary
 from index.lexical import Tokenizer
 from index.retriever import Retriever
@@ -54,7 +55,11 @@ def ensure_snapshot(
         The snapshot and whether it was (re)built.
     """
     documents = load_corpus(parts.settings.corpus_dir)
-    manifest = parts.store.current_manifest() if not force else None
+    try:
+        manifest = parts.store.current_manifest() if not force else None
+    except IndexFormatError as exc:  # an older policy-qa's index: rebuild, do not refuse
+        log.warning("%s; rebuilding", exc)
+        manifest = None
     if not force and is_up_to_date(
         manifest, documents, model_id=parts.embedder.model_id, settings=parts.settings
     ):

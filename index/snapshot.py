@@ -18,7 +18,8 @@ from index.dense import DenseIndex
 from index.documents import Document
 from index.lexical import LexicalIndex
 
-FORMAT_VERSION = 1
+# 2: BM25 main + delta segments (bm25/segments.json).
+FORMAT_VERSION = 2
 # Each passage owns up to 1024 vectors (itself, then its sentences): id = row * 1024 + j.
 VECTOR_SLOTS = 1024
 

@@ -28,7 +28,7 @@ import numpy as np
 from index.chunking import Chunk
 from index.dense import DenseIndex
 from index.documents import Document, DocumentMeta, sha256_file
-from index.errors import IndexIntegrityError
+from index.errors import IndexFormatError, IndexIntegrityError
 from index.lexical import LexicalIndex
 from index.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
@@ -326,7 +326,7 @@ class IndexStore:
                 f"index manifest in {folder.name} is corrupt ({exc}); {REBUILD_HINT}"
             ) from exc
         if manifest.format_version != FORMAT_VERSION:
-            raise IndexIntegrityError(
+            raise IndexFormatError(
                 f"index format {manifest.format_version} is not {FORMAT_VERSION}; {REBUILD_HINT}"
             )
         return manifest

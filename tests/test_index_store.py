@@ -14,9 +14,9 @@ from index.build import check_compatible, is_up_to_date, with_document, without_
 from index.dense import IndexType, choose_index_type
 from index.documents import Document, DocumentMeta
 from index.errors import IndexIntegrityError, NotFoundError
-from index.pipeline import Components, make_retriever
+from index.pipeline import Components, ensure_snapshot, make_retriever
 from index.settings import Settings
-from index.snapshot import Snapshot
+from index.snapshot import FORMAT_VERSION, Snapshot
 from index.store import IndexStore
 
 NEW_TEXT = (
@@ -124,6 +124,10 @@ def test_incremental_add_and_remove(snapshot: Snapshot, components: Components) 
     assert hits[0].doc_id == "quantum-2027"
     assert added.documents["quantum-2027"].text[hits[0].start : hits[0].end] == hits[0].text
 
+    # BM25 took the new passages into its delta segment instead of rebuilding.
+    assert added.lexical.delta_size == snapshot.lexical.delta_size + len(new_rows)
+    assert added.lexical.main_size == snapshot.lexical.main_size
+
     removed = without_document(added, "quantum-2027")
     assert removed.dense.size == removed.vector_count == snapshot.vector_count
     assert "quantum-2027" not in removed.documents
@@ -131,6 +135,48 @@ def test_incremental_add_and_remove(snapshot: Snapshot, components: Components) 
     assert all(hit.doc_id != "quantum-2027" for hit in hits)
     with pytest.raises(NotFoundError):
         without_document(removed, "quantum-2027")
+
+
+def test_an_added_document_survives_a_round_trip(
+    tmp_path: Path, snapshot: Snapshot, components: Components
+) -> None:
+    added = with_document(
+        snapshot, _new_document(), embedder=components.embedder, tokenizer=components.tokenizer
+    )
+    store = IndexStore(tmp_path / "index")
+    store.save(added)
+    loaded = store.load()
+    assert loaded.lexical.delta_size == added.lexical.delta_size > 0
+    for mode in ("lexical", "hybrid"):
+        question = "墨子量子实验室要建什么平台？"
+        before = make_retriever(components, added).search(question, top_k=5, mode=mode).hits
+        after = make_retriever(components, loaded).search(question, top_k=5, mode=mode).hits
+        assert before == after and before[0].doc_id == "quantum-2027"
+
+
+def test_a_large_delta_is_folded_into_a_full_rebuild(
+    snapshot: Snapshot, components: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.build
+
+    monkeypatch.setattr(index.build, "DELTA_MIN_PASSAGES", 0)
+    monkeypatch.setattr(index.build, "DELTA_MAX_FRACTION", 0.0)
+    added = with_document(
+        snapshot, _new_document(), embedder=components.embedder, tokenizer=components.tokenizer
+    )
+    assert added.lexical.delta_size == 0 and added.lexical.main_size == len(added.chunks)
+
+
+def test_an_older_format_is_rebuilt_by_build(tmp_path: Path, components: Components) -> None:
+    store = IndexStore(tmp_path / "index")
+    parts = replace(components, store=store)
+    ensure_snapshot(parts)
+    manifest = store.root / "versions" / str(store.current_version()) / "manifest.json"
+    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    raw["format_version"] = 1
+    manifest.write_text(json.dumps(raw), encoding="utf-8")
+    _, built = ensure_snapshot(parts)
+    assert built and store.load().manifest.format_version == FORMAT_VERSION
 
 
 def test_up_to_date_detects_corpus_and_settings_changes(

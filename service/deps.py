@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from index.settings import Settings
-from service.guards import RateLimiter, check_origin, require_bearer
+from service.guards import RateLimiter, admin_keys, check_origin, require_bearer
 from service.observability import Metrics
 from service.state import ServiceState
 
@@ -51,16 +51,13 @@ def guard_public(
 def guard_admin(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    keys = [settings.admin_key.get_secret_value()] if settings.admin_key else []
-    require_bearer(authorization, keys, what="the admin API")
+    require_bearer(authorization, admin_keys(settings), what="the admin API")
 
 
 def guard_retrieval(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    keys = [k.get_secret_value() for k in settings.retrieval_keys]
-    if settings.admin_key:
-        keys.append(settings.admin_key.get_secret_value())
+    keys = [k.get_secret_value() for k in settings.retrieval_keys] + admin_keys(settings)
     require_bearer(authorization, keys, what="the retrieval API")
 
 

@@ -4,33 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import math
 import time
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.errors import ForbiddenError, RateLimitedError, UnauthorizedError
+from index.errors import ForbiddenError, PolicyQAError, RateLimitedError, UnauthorizedError
+from index.settings import Settings
+from service.errors import (
+    BodyTooLargeError,
+    error_response,
+    http_error_response,
+    policy_error_response,
+)
 
 ADMIN_PREFIX = "/v1/admin"
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(f"{ADMIN_PREFIX}/")
 
 
 class BodyLimitMiddleware:
@@ -49,10 +45,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = self.max_upload_bytes if path.startswith(ADMIN_PREFIX) else self.max_bytes
+        limit = self.max_upload_bytes if is_admin_path(path) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_json(send, 413, f"request body exceeds {limit} bytes")
+            await http_error_response(BodyTooLargeError(limit))(scope, receive, send)
             return
         received = 0
         started = False
@@ -63,7 +59,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLargeError
+                    # FastAPI answers it with a 413 where a body is read (see BodyTooLargeError).
+                    raise BodyTooLargeError(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -73,13 +70,33 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
+        except BodyTooLargeError as error:  # read outside FastAPI's body parsing
             if not started:
-                await _send_json(send, 413, f"request body exceeds {limit} bytes")
+                await http_error_response(error)(scope, receive, send)
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class AdminKeyFirstMiddleware:
+    """401/403 for admin requests without the right key, before their body is read.
+
+    FastAPI reads and parses a form body before any dependency runs, so the route guard
+    alone would let anyone make the server spool and parse 20 MB uploads. The route guard
+    stays; this only answers earlier, with the same error.
+    """
+
+    def __init__(self, app: ASGIApp, *, keys: list[str]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_admin_path(scope.get("path", "")):
+            try:
+                require_bearer(
+                    Headers(scope=scope).get("authorization"), self.keys, what="the admin API"
+                )
+            except PolicyQAError as error:
+                await policy_error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TimeoutMiddleware:
@@ -90,7 +107,7 @@ class TimeoutMiddleware:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path", "").startswith(ADMIN_PREFIX):
+        if scope["type"] != "http" or is_admin_path(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         started = False
@@ -104,7 +121,7 @@ class TimeoutMiddleware:
             await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
         except TimeoutError:
             if not started:
-                await _send_json(send, 504, "request timed out")
+                await error_response(504, "request timed out")(scope, receive, send)
 
 
 class RateLimiter:
@@ -125,6 +142,10 @@ class RateLimiter:
                 reset = self._limiter.get_window_stats(item, key).reset_time
                 retry = max(1, math.ceil(reset - time.time()))
                 raise RateLimitedError("rate limit exceeded; slow down", retry_after=retry)
+
+
+def admin_keys(settings: Settings) -> list[str]:
+    return [settings.admin_key.get_secret_value()] if settings.admin_key else []
 
 
 def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> None:

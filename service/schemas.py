@@ -6,10 +6,20 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 Mode = Literal["hybrid", "dense", "lexical"]
 # C0/C1 controls (but tab and newlines) and lone UTF-16 surrogates cannot be a question.
-_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_FORBIDDEN = re.compile(rf"[{_CONTROLS}\ud800-\udfff]")
+# The whitespace ``str.strip`` removes, less those controls. Spelled out: ``\s`` differs
+# between regex engines (ASCII-only in some, U+FEFF included in ECMA).
+_SPACES = r"\t\n\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The rule for the schema: no such control, and one character that is not whitespace.
+# Documentation only (``json_schema_extra``): ``clean_text`` enforces it. Surrogates stay
+# out: ECMA and Rust validators refuse a pattern naming them, and JSON cannot carry one alone.
+CLEAN_TEXT_PATTERN = rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
+CLEAN_TEXT: JsonDict = {"pattern": CLEAN_TEXT_PATTERN}
 DocId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
 
@@ -42,7 +52,12 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(min_length=1, max_length=2000, description="Chinese or English.")
+    question: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Chinese or English.",
+        json_schema_extra=CLEAN_TEXT,
+    )
     top_k: int = Field(5, ge=1, le=20, description="How many passages to return.")
     lang: Literal["zh", "en"] | None = Field(
         None, description="Override the detected question language."
@@ -56,6 +71,20 @@ class AskRequest(BaseModel):
     @classmethod
     def _clean_question(cls, value: str) -> str:
         return clean_text(value, field="question")
+
+
+class Problem(BaseModel):
+    """One reason a request was refused (FastAPI's validation errors)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message, or for a request that fails validation, its problems."""
+
+    detail: str | list[Problem]
 
 
 class Span(BaseModel):
@@ -162,7 +191,7 @@ class DifyRetrievalRequest(BaseModel):
     )
 
     knowledge_id: str = Field(min_length=1, max_length=64)
-    query: str = Field(min_length=1, max_length=2000)
+    query: str = Field(min_length=1, max_length=2000, json_schema_extra=CLEAN_TEXT)
     retrieval_setting: DifyRetrievalSetting = Field(default_factory=DifyRetrievalSetting)
     metadata_condition: dict[str, object] | None = None
 

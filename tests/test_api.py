@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from index.embedding import Embedder
 from index.settings import Settings
+from service.schemas import CLEAN_TEXT_PATTERN, clean_text
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 QUESTIONS = {
@@ -261,6 +266,61 @@ def test_operations(client: TestClient) -> None:
     docs = client.get("/openapi.json").json()
     examples = docs["components"]["schemas"]["AskRequest"]["examples"]
     assert any("独角兽" in e["question"] for e in examples)
+
+
+def test_the_schema_documents_every_error(client: TestClient) -> None:
+    """F1, F2: every operation lists the 4xx/5xx it answers, each with ErrorBody, whose
+    ``detail`` is a message or FastAPI's list of problems; F3: the text rule is stated."""
+    docs = client.get("/openapi.json").json()
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in docs["paths"].items():
+        for method, operation in operations.items():
+            errors = {k: v for k, v in operation["responses"].items() if int(k) >= 400}
+            assert errors, f"{method} {path} lists no error"
+            for status, response in errors.items():
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == error_body, f"{method} {path} {status}"
+    assert set(docs["paths"]["/v1/ask"]["post"]["responses"]) >= {"400", "413", "422", "503"}
+    detail = docs["components"]["schemas"]["ErrorBody"]["properties"]["detail"]["anyOf"]
+    assert {"type": "string"} in detail
+    schemas = docs["components"]["schemas"]
+    upload = next(v for k, v in schemas.items() if k.startswith("Body_add_document"))
+    for properties, name in [
+        (schemas["AskRequest"]["properties"], "question"),
+        (schemas["DifyRetrievalRequest"]["properties"], "query"),
+        (upload["properties"], "title_zh"),
+        (upload["properties"], "title_en"),
+    ]:
+        assert properties[name]["pattern"] == CLEAN_TEXT_PATTERN, name
+
+
+def _accepted(text: str) -> bool:
+    try:
+        clean_text(text, field="text")
+    except ValueError:
+        return False
+    return True
+
+
+@hypothesis.settings(max_examples=300, derandomize=True, database=None)
+@given(
+    text=st.text(
+        st.one_of(
+            st.characters(exclude_categories=["Cs"]), st.sampled_from(" \t\n\r\x0b\x85\u3000")
+        ),
+        max_size=8,
+    )
+)
+def test_the_schema_pattern_says_what_clean_text_accepts(text: str) -> None:
+    """The documented pattern and the enforced rule agree (surrogates aside: JSON Schema
+    patterns cannot name them)."""
+    assert (re.search(CLEAN_TEXT_PATTERN, text) is not None) == _accepted(text)
+
+
+@pytest.mark.parametrize("char", [" ", "\t", "\n", "\u3000", "\u00a0", "\u2028", "\ufeff", "\x85"])
+def test_the_schema_pattern_on_blank_and_edge_characters(char: str) -> None:
+    for text in (char, char * 3, f"{char}a{char}"):
+        assert (re.search(CLEAN_TEXT_PATTERN, text) is not None) == _accepted(text), repr(text)
 
 
 def test_origin_allow_list(client: TestClient) -> None:

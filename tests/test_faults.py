@@ -453,10 +453,17 @@ def test_a_full_disk_during_rebuild_keeps_the_index(
 def test_a_full_disk_during_cli_build_keeps_the_index(
     env: Settings, cli: Callable[..., object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Exit 2 with one line that says what happened and what to do: no traceback."""
     before = tree(env.data_dir)
     monkeypatch.setattr(LexicalIndex, "save", disk_full)
     result = cli(["build", "--force"])
-    assert result.exit_code != 0  # type: ignore[attr-defined]
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
+    output = result.output  # type: ignore[attr-defined]
+    lines = result.stdout.strip().splitlines()  # type: ignore[attr-defined]
+    assert "Traceback" not in output and len(lines) == 1, output  # progress bars go to stderr
+    assert lines[0].startswith("error: cannot write the index (No space left on device)")
+    assert "previous index is still current" in lines[0]
     assert tree(env.data_dir) == before
 
 

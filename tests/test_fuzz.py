@@ -3,9 +3,9 @@
 Each operation gets a bounded, seeded Hypothesis run of schema-valid and schema-invalid
 requests, in process, against a throwaway app with its own small corpus and index (admin
 writes, deletes and rebuilds included, with the admin key), so fuzzing can never touch the
-session's documents. Every response must be free of 5xx and conform to the schema; known
-schema gaps (listed below, each with a proposed fix in docs/reliability.md) are tallied
-instead of failing, and anything else fails with schemathesis' reproducer. Afterwards the
+session's documents. Every response must be free of 5xx and conform to the schema; the
+by-design gaps (listed below, explained in docs/reliability.md) are tallied instead of
+failing, and anything else fails with schemathesis' reproducer. Afterwards the
 session's index and corpus (catalog and sources) are byte-identical, and the throwaway index
 serves the documents it started with, in step with its catalog.
 
@@ -60,27 +60,17 @@ BUDGET: dict[str, int] = {
     "GET /readyz": 3,
 }
 
-# Findings the fuzzer reports today: (failure class, operation, status). Each is explained,
-# with a reproducer and a proposed fix, in docs/reliability.md; once a fix lands, its
-# entries stop matching and can be deleted. Anything not listed fails the test.
-# F1: error statuses the service answers by design but the schema does not document.
-_UNDOCUMENTED = {
-    ("UndefinedStatusCode", op, status)
-    for op in BUDGET
-    for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)
-}
-KNOWN_GAPS: set[tuple[str, str, int]] = _UNDOCUMENTED | {
-    # F2: a PolicyQAError 422 has a string ``detail``; the schema says 422 is a list.
-    ("JsonSchemaError", "POST /v1/ask", 422),
-    ("JsonSchemaError", "POST /v1/admin/documents", 422),
-    # F3: control characters and blank text are refused, but the schema does not say so.
-    # F4 (by design): unknown ``doc_ids`` are a 422; a nullable form field sent as "null".
-    ("RejectedPositiveData", "POST /v1/ask", 422),
-    ("RejectedPositiveData", "POST /retrieval", 422),
-    ("RejectedPositiveData", "POST /v1/admin/documents", 422),
-    # F4 (by design): the upload's file name must end in .txt/.md/.pdf/.docx; schemathesis
-    # names every file part "file", so each schema-valid upload is refused with 415.
+# Findings the fuzzer reports by design: (failure class, operation, status). Each is
+# explained, with a reproducer, in docs/reliability.md (F4). Anything not listed fails.
+KNOWN_GAPS: set[tuple[str, str, int]] = {
+    # F4(a): the upload's file name must end in .txt/.md/.pdf/.docx, which a schema cannot
+    # say; schemathesis names every file part "file", so each schema-valid upload is a 415.
     ("RejectedPositiveData", "POST /v1/admin/documents", 415),
+    # F4(b): ``doc_ids`` naming no document is a 422 (a semantic refusal).
+    ("RejectedPositiveData", "POST /v1/ask", 422),
+    # F4(c): a nullable form field (``date``) is sent as the text "null", which its pattern
+    # refuses; multipart has no null.
+    ("RejectedPositiveData", "POST /v1/admin/documents", 422),
 }
 
 CASES: Counter[str] = Counter()

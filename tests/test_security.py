@@ -7,9 +7,12 @@ guards (auth, limits, headers) run without a lifespan, so they never load an ind
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import io
 import logging
+import re
 import shutil
 import time
 import zipfile
@@ -368,7 +371,7 @@ def _chunks(total: int) -> Iterator[bytes]:
         yield b"x" * 512
 
 
-def _streamed_oversize(settings: Settings) -> list[int]:
+def _streamed_oversize(settings: Settings) -> list[Any]:
     """Bodies over the limit whose size is not declared up front (chunked, or a
     Content-Length that lies): the limit must count the bytes as they arrive."""
     small = guards_only(settings, max_upload_bytes=4096, max_body_bytes=1024)
@@ -386,31 +389,22 @@ def _streamed_oversize(settings: Settings) -> list[int]:
             headers={**json_type, "content-length": "10"},
         ),
     ]
-    return [reply.status_code for reply in replies]
+    return replies
 
 
-def test_streamed_bodies_over_the_limit_are_refused(settings: Settings) -> None:
-    assert all(status in (400, 413) for status in _streamed_oversize(settings))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="F7 (docs/reliability.md): FastAPI turns the body limit's exception into "
-    "'400 There was an error parsing the body'; the proposed fix answers 413",
-)
 def test_streamed_bodies_over_the_limit_get_413(settings: Settings) -> None:
-    assert _streamed_oversize(settings) == [413, 413, 413]
+    """F7: a 413 with the limit, not FastAPI's "400 There was an error parsing the body"."""
+    replies = _streamed_oversize(settings)
+    assert [reply.status_code for reply in replies] == [413, 413, 413]
+    details = [reply.json()["detail"] for reply in replies]
+    assert details == [f"request body exceeds {n} bytes" for n in (1024, 4096, 1024)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F6 (docs/reliability.md): FastAPI parses a form body before the admin guard "
-    "runs, so anyone can make the server parse 20 MB uploads; the proposed fix checks the "
-    "key before the body is read",
-)
 def test_unauthenticated_uploads_are_not_parsed(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """F6: the admin key is checked before the body is read (FastAPI parses a form before
+    any dependency runs), with the same 401 the route guard gives."""
     import starlette.formparsers
 
     parsed: list[int] = []
@@ -422,12 +416,19 @@ def test_unauthenticated_uploads_are_not_parsed(
 
     monkeypatch.setattr(starlette.formparsers.MultiPartParser, "parse", spy)
     app = guards_only(settings)
-    reply = app.post(
-        "/v1/admin/documents",
-        files={"file": ("big.txt", b"x" * (2 << 20), "text/plain")},
-        data={"id": "big", "title_zh": "大", "title_en": "Big"},
-    )
-    assert reply.status_code == 401
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        reply = app.post(
+            "/v1/admin/documents",
+            headers=headers,
+            files={"file": ("big.txt", b"x" * (2 << 20), "text/plain")},
+            data={"id": "big", "title_zh": "大", "title_en": "Big"},
+        )
+        assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
+        assert reply.json()["detail"] in ("missing bearer token", "invalid bearer token")
+    assert parsed == []
+    off = guards_only(settings, admin_key=None)
+    reply = off.post("/v1/admin/documents", files={"file": ("a.txt", b"x", "text/plain")})
+    assert reply.status_code == 403 and "disabled" in reply.json()["detail"]
     assert parsed == []
 
 
@@ -632,6 +633,53 @@ def test_security_headers_everywhere(client: TestClient, method: str, path: str,
         assert "default-src 'self'" in csp and "script-src 'self'" in csp
         assert f"frame-ancestors 'self' {ALLOWED}" in csp and "base-uri 'none'" in csp
         assert reply.headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def _csp(reply: Any) -> dict[str, list[str]]:
+    """The CSP header as directive -> sources."""
+    directives = (d.split() for d in reply.headers["content-security-policy"].split(";"))
+    return {name: sources for name, *sources in directives}
+
+
+def _origins(urls: list[str]) -> set[str]:
+    return {"/".join(url.split("/", 3)[:3]) for url in urls if url.startswith("https://")}
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_the_docs_pages_get_a_csp_they_can_run_under(client: TestClient, path: str) -> None:
+    """F5: the hosts FastAPI's pages load from, and exactly their inline scripts (by hash,
+    never 'unsafe-inline'); framing and base-uri as strict as on every page."""
+    reply = client.get(path)
+    csp = _csp(reply)
+    html = reply.text
+    inline = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    hashes = {
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in inline
+    }
+    assert len(hashes) == (0 if path == "/redoc" else 1)
+    scripts = _origins(re.findall(r'<script src="([^"]+)"', html))
+    styles = _origins(re.findall(r'<link[^>]*href="([^"]+)"[^>]*rel="stylesheet"', html))
+    styles |= _origins(re.findall(r'<link[^>]*rel="stylesheet"[^>]*href="([^"]+)"', html))
+    icons = _origins(re.findall(r'<link rel="shortcut icon" href="([^"]+)"', html))
+    assert set(csp["script-src"]) == {"'self'", "https://cdn.jsdelivr.net", *hashes}
+    assert scripts <= set(csp["script-src"]) and styles <= set(csp["style-src"])
+    assert icons <= set(csp["img-src"])
+    assert path != "/docs" or (scripts and styles and icons)  # the checks above bite
+    assert "blob:" in csp["worker-src"]  # ReDoc's search runs in a worker
+    assert csp["default-src"] == ["'self'"] and csp["base-uri"] == ["'none'"]
+    assert csp["frame-ancestors"] == ["'self'", ALLOWED]
+    assert reply.headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_the_widget_demo_page_keeps_the_strict_csp(client: TestClient) -> None:
+    """Only the docs pages get the looser CSP: the widget's demo page allows no CDN, no
+    inline script and no worker."""
+    csp = _csp(client.get("/"))
+    assert csp["script-src"] == ["'self'"] and csp["default-src"] == ["'self'"]
+    assert "worker-src" not in csp and "font-src" not in csp
+    assert csp["img-src"] == ["'self'", "data:"] and csp["connect-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'self'", ALLOWED] and csp["base-uri"] == ["'none'"]
+    assert "content-security-policy" not in client.get("/widget.js").headers  # not a page
 
 
 def test_security_headers_on_middleware_replies(settings: Settings) -> None:

@@ -10,11 +10,17 @@ from fastapi.concurrency import run_in_threadpool
 from index.documents import SUPPORTED_SUFFIXES, DocumentMeta
 from index.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 from service.deps import AdminGuard, SettingsDep, StateDep
+from service.errors import error_responses
 from service.routes.documents import DOC_ID, summary
-from service.schemas import DocumentSummary, IndexStatus, clean_text
+from service.schemas import CLEAN_TEXT, DocumentSummary, IndexStatus, clean_text
 from service.state import NewDocument, source_suffix
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminGuard])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[AdminGuard],
+    responses=error_responses(401, 403, 422, 503),
+)
 
 
 def _clean(value: str, field: str) -> str:
@@ -41,14 +47,19 @@ def status(state: StateDep) -> IndexStatus:
     return _status(state)
 
 
-@router.post("/documents", response_model=DocumentSummary, status_code=201)
+@router.post(
+    "/documents",
+    response_model=DocumentSummary,
+    status_code=201,
+    responses=error_responses(400, 409, 413, 415),
+)
 async def add_document(
     state: StateDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description=".txt, .md, .pdf or .docx")],
     doc_id: Annotated[str, Form(alias="id", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")],
-    title_zh: Annotated[str, Form(min_length=1, max_length=300)],
-    title_en: Annotated[str, Form(min_length=1, max_length=300)],
+    title_zh: Annotated[str, Form(min_length=1, max_length=300, json_schema_extra=CLEAN_TEXT)],
+    title_en: Annotated[str, Form(min_length=1, max_length=300, json_schema_extra=CLEAN_TEXT)],
     issuer: Annotated[str, Form(max_length=300)] = "",
     date: Annotated[str | None, Form(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")] = None,
     number: Annotated[str | None, Form(max_length=100)] = None,
@@ -79,7 +90,7 @@ async def add_document(
     return summary(snapshot, doc_id)
 
 
-@router.delete("/documents/{doc_id}", response_model=IndexStatus)
+@router.delete("/documents/{doc_id}", response_model=IndexStatus, responses=error_responses(404))
 async def delete_document(state: StateDep, doc_id: str = DOC_ID) -> IndexStatus:
     """Remove a document from the index and the catalog."""
     await run_in_threadpool(state.remove_document, doc_id)

@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from index.retriever import SearchResult
 from service.answer import extract_answer
 from service.deps import MetricsDep, PublicGuard, StateDep
+from service.errors import error_responses
 from service.schemas import Answer, AskRequest, AskResponse, Passage, Span
 
-router = APIRouter(tags=["ask"])
+router = APIRouter(tags=["ask"], responses=error_responses(400, 403, 413, 422, 429, 503, 504))
 
 
 @router.post("/v1/ask", response_model=AskResponse, dependencies=[PublicGuard])

@@ -10,9 +10,14 @@ from fastapi import APIRouter
 
 from index.errors import NotFoundError
 from service.deps import RetrievalGuard, StateDep
+from service.errors import error_responses
 from service.schemas import DifyRecord, DifyRetrievalRequest, DifyRetrievalResponse
 
-router = APIRouter(tags=["interoperability"], dependencies=[RetrievalGuard])
+router = APIRouter(
+    tags=["interoperability"],
+    dependencies=[RetrievalGuard],
+    responses=error_responses(400, 401, 403, 404, 413, 422, 503, 504),
+)
 WHOLE_CORPUS = "policy-qa"
 
 

@@ -8,9 +8,15 @@ from index.chunking import Chunk
 from index.errors import NotFoundError
 from index.snapshot import Snapshot
 from service.deps import PublicGuard, StateDep
+from service.errors import error_responses
 from service.schemas import ChunkDetail, ChunkList, DocumentDetail, DocumentList, DocumentSummary
 
-router = APIRouter(tags=["documents"], dependencies=[PublicGuard])
+router = APIRouter(
+    tags=["documents"],
+    dependencies=[PublicGuard],
+    responses=error_responses(403, 422, 429, 503, 504),
+)
+NOT_FOUND = error_responses(404)
 DOC_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="Document id.")
 CHUNK_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}:\d{1,6}$", description="doc_id:ordinal")
 
@@ -39,7 +45,7 @@ def list_documents(state: StateDep) -> DocumentList:
     return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.documents])
 
 
-@router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)
+@router.get("/v1/documents/{doc_id}", response_model=DocumentDetail, responses=NOT_FOUND)
 def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
     snapshot = state.snapshot
@@ -50,7 +56,7 @@ def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     )
 
 
-@router.get("/v1/documents/{doc_id}/chunks", response_model=ChunkList)
+@router.get("/v1/documents/{doc_id}/chunks", response_model=ChunkList, responses=NOT_FOUND)
 def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
     """Every passage of a document, in order (what the index cites)."""
     snapshot = state.snapshot
@@ -62,7 +68,7 @@ def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
     return ChunkList(chunks=[_detail(c) for c in chunks])
 
 
-@router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail)
+@router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail, responses=NOT_FOUND)
 def get_chunk(state: StateDep, chunk_id: str = CHUNK_ID) -> ChunkDetail:
     """One passage by id."""
     chunk = state.snapshot.chunk_by_id(chunk_id)

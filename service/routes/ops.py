@@ -7,8 +7,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from index.errors import IndexNotReadyError
 from service.deps import MetricsDep, StateDep
+from service.errors import error_responses
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=error_responses(504))
 
 
 @router.get("/healthz")
@@ -17,7 +18,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 def readyz(state: StateDep) -> dict[str, object]:
     """200 once the index is loaded and answering; 503 before (or if loading failed)."""
     if not state.ready:

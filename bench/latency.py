@@ -9,8 +9,9 @@ Run ``python -m bench.latency`` (``make bench``). One run:
    the service's LRU query cache never answers a timed request; a separate "cached" run
    repeats warm-up questions to show what the cache buys. Systems alternate in rounds
    (A B B A ...) so a drift in the shared machine's load hits both alike;
-3. times the bare ``SentenceTransformer.encode`` of one query in this process (same model
-   folder, same torch thread settings as the service), the floor either system can reach;
+3. times the bare ``SentenceTransformer.encode`` of one query in this process with the model
+   the service embeds queries with (same folder, precision and torch thread settings), and
+   the float32 model the baseline runs;
 4. prints p50/p95/p99, throughput and errors, the ratios and PASS/FAIL per target, and
    writes ``var/reports/bench.json``.
 
@@ -105,6 +106,7 @@ class System:
     path: str
     extra_body: dict[str, Any]
     env: dict[str, str]
+    workers: int = 1
 
 
 @dataclass
@@ -232,7 +234,7 @@ def running(system: System, log_dir: Path) -> Iterator[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(system.workers),
         "--no-access-log",
         "--log-level",
         "warning",
@@ -404,11 +406,7 @@ def service_inputs(settings: Settings, questions: Sequence[str]) -> list[str]:
     texts: list[str] = []
     for question in questions:
         language = detect_language(question)
-        expansions = (
-            glossary.expand(language.text)
-            if settings.glossary_expansion and (language.language == "en" or language.mixed)
-            else []
-        )
+        expansions = glossary.expand(language.text) if settings.glossary_expansion else []
         texts.append(" ".join([language.text, *expansions]))
     return texts
 
@@ -485,6 +483,7 @@ def evaluate(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
 def print_report(report: dict[str, Any]) -> None:
     """Human-readable tables on stdout."""
     print(f"\nmachine: {report['machine']['cpus']} cpus, load {report['machine']['load']}")
+    print(f"query embedding precision: {report['query_precision']}")
     header = f"{'system':<10} {'clients':>7} {'n':>5} {'p50':>8} {'p95':>8} {'p99':>8} "
     print(header + f"{'max':>8} {'req/s':>7} {'errors':>6}")
     for name, runs in report["runs"].items():
@@ -529,6 +528,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="torch threads for the baseline; 0 = default",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes for policy-qa"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if any target fails")
     args = parser.parse_args(argv)
     if not {1, 8} <= set(args.concurrency):
@@ -559,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
                 "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
                 "POLICY_QA_LOG_LEVEL": "WARNING",
+                "POLICY_QA_WORKERS": str(args.workers),
             },
+            workers=args.workers,
         ),
         System(
             "baseline",
@@ -591,11 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for system in systems:
             wait_ready(urls[system.name], system.name, args.ready_timeout, log_dir)
         progress("both ready; timing the bare embedding")
-        # Loaded as the service loads it, so torch's thread settings are the service's.
-        model = Embedder.from_settings(settings).model
+        # Loaded as the service loads it: same query model, precision and torch threads.
+        embedder = Embedder.from_settings(settings)
+        model = embedder.query_model
         as_served = service_inputs(settings, timed[1])
         floor_raw = embedding_floor(model, settings.query_prompt, timed[1])
         floor_service = embedding_floor(model, settings.query_prompt, as_served)
+        floor_float32 = embedding_floor(embedder.model, settings.query_prompt, timed[1])
         progress("driving both servers")
         results = asyncio.run(
             measure_http(
@@ -605,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("timing the bare embedding again")
         floor_raw += embedding_floor(model, settings.query_prompt, timed[1])
         floor_service += embedding_floor(model, settings.query_prompt, as_served)
+        floor_float32 += embedding_floor(embedder.model, settings.query_prompt, timed[1])
     load_after = os.getloadavg()
 
     import torch
@@ -629,7 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "embedding": {
             "raw": summarise(floor_raw),
             "as_service_embeds": summarise(floor_service),
+            "float32_as_baseline": summarise(floor_float32),
         },
+        "query_precision": embedder.query_precision,
         "runs": {
             name: {
                 label: summarise(r.latencies_ms, errors=r.errors, wall_s=r.wall_s)

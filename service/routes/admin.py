@@ -42,7 +42,7 @@ def _status(state: StateDep) -> IndexStatus:
 
 
 @router.get("/status", response_model=IndexStatus)
-def status(state: StateDep) -> IndexStatus:
+async def status(state: StateDep) -> IndexStatus:
     """What the live index holds."""
     return _status(state)
 

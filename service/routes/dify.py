@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from index.errors import NotFoundError
 from service.deps import RetrievalGuard, StateDep
@@ -22,7 +23,7 @@ WHOLE_CORPUS = "policy-qa"
 
 
 @router.post("/retrieval", response_model=DifyRetrievalResponse)
-def retrieval(body: DifyRetrievalRequest, state: StateDep) -> DifyRetrievalResponse:
+async def retrieval(body: DifyRetrievalRequest, state: StateDep) -> DifyRetrievalResponse:
     """Passages for a query in Dify's record format, filtered by its score threshold."""
     retriever = state.retriever
     doc_ids = None
@@ -30,7 +31,9 @@ def retrieval(body: DifyRetrievalRequest, state: StateDep) -> DifyRetrievalRespo
         if body.knowledge_id not in retriever.snapshot.documents:
             raise NotFoundError(f"knowledge {body.knowledge_id!r} does not exist")
         doc_ids = [body.knowledge_id]
-    result = retriever.search(body.query, top_k=body.retrieval_setting.top_k, doc_ids=doc_ids)
+    result = await run_in_threadpool(
+        retriever.search, body.query, top_k=body.retrieval_setting.top_k, doc_ids=doc_ids
+    )
     return DifyRetrievalResponse(
         records=[
             DifyRecord(

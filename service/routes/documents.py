@@ -39,14 +39,14 @@ def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
 
 
 @router.get("/v1/documents", response_model=DocumentList)
-def list_documents(state: StateDep) -> DocumentList:
+async def list_documents(state: StateDep) -> DocumentList:
     """The catalog of indexed documents."""
     snapshot = state.snapshot
     return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.documents])
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail, responses=NOT_FOUND)
-def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
+async def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
     snapshot = state.snapshot
     if doc_id not in snapshot.documents:
@@ -57,7 +57,7 @@ def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
 
 
 @router.get("/v1/documents/{doc_id}/chunks", response_model=ChunkList, responses=NOT_FOUND)
-def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
+async def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
     """Every passage of a document, in order (what the index cites)."""
     snapshot = state.snapshot
     if doc_id not in snapshot.documents:
@@ -69,7 +69,7 @@ def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
 
 
 @router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail, responses=NOT_FOUND)
-def get_chunk(state: StateDep, chunk_id: str = CHUNK_ID) -> ChunkDetail:
+async def get_chunk(state: StateDep, chunk_id: str = CHUNK_ID) -> ChunkDetail:
     """One passage by id."""
     chunk = state.snapshot.chunk_by_id(chunk_id)
     if chunk is None:

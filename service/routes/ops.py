@@ -13,13 +13,13 @@ router = APIRouter(tags=["operations"], responses=error_responses(504))
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is up (it may still be loading the index)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses=error_responses(503))
-def readyz(state: StateDep) -> dict[str, object]:
+async def readyz(state: StateDep) -> dict[str, object]:
     """200 once the index is loaded and answering; 503 before (or if loading failed)."""
     if not state.ready:
         detail = f"loading failed: {state.load_error}" if state.load_error else "loading"
@@ -30,9 +30,10 @@ def readyz(state: StateDep) -> dict[str, object]:
         "version": state.version,
         "documents": len(snapshot.documents),
         "passages": snapshot.manifest.passages,
+        "query_precision": state.retriever.embedder.query_precision,
     }
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(collectors: MetricsDep) -> Response:
+async def metrics(collectors: MetricsDep) -> Response:
     return Response(generate_latest(collectors.registry), media_type=CONTENT_TYPE_LATEST)

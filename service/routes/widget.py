@@ -12,10 +12,10 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 
 
 @router.get("/widget.js")
-def widget_js() -> FileResponse:
+async def widget_js() -> FileResponse:
     return FileResponse(STATIC / "widget.js", media_type="text/javascript; charset=utf-8")
 
 
 @router.get("/", response_class=HTMLResponse)
-def demo() -> FileResponse:
+async def demo() -> FileResponse:
     return FileResponse(STATIC / "demo.html", media_type="text/html; charset=utf-8")

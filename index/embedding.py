@@ -10,20 +10,14 @@ threads, and on a busy 2-core machine their OpenMP spin-waits made a 30 ms encod
 never oversubscribed, and eight concurrent questions queue first come, first served
 instead of all slowing down together (and fighting over the GIL).
 
-Queries are embedded by a bfloat16 copy of the model where the CPU computes bfloat16
-natively (AVX512-BF16, AMX): about a third faster per query, within cosine 0.9999 of
-float32. ``query_precision=auto`` measures both at start-up and keeps float32 where
-bfloat16 is not faster (CPUs that emulate it) or not faithful. Passages, embedded once at
-build time, stay float32.
+Queries are embedded by a copy of the model made for them (``index.query_model``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,14 +32,6 @@ from index.settings import DEFAULT_MODEL, Settings
 QUERY_CACHE_SIZE = 1024
 AUTO_TORCH_THREADS = 1
 """Intra-op threads per model call when ``torch_threads`` is 0 (auto)."""
-BF16_MIN_COSINE = 0.9999
-"""How close bfloat16 query vectors must stay to float32 ones to be used."""
-_PRECISION_PROBES = (
-    "北京独角兽企业有多少家？",
-    "How many unicorn companies does Beijing have?",
-    "技术合同成交额从2020年的多少提高到了多少？",
-    "What does the plan say about Zhongguancun's pilot reforms for talent?",
-)
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
@@ -62,18 +48,20 @@ class Embedder:
         batch_size: int = 32,
         parallel_calls: int = 0,
         query_model: Any = None,
+        query_precision: str = "float32",
     ) -> None:
         """``parallel_calls``: model calls allowed at once; 0 = unlimited.
         ``query_model``: a faster copy of ``model`` for queries (default: ``model``)."""
         self._model = model
         self._query_model = model if query_model is None else query_model
+        self.query_precision = query_precision
         self.model_id = model_id
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
         self.batch_size = batch_size
         self.dimension = int(model.get_embedding_dimension())
         # The model's own Normalize module already makes unit vectors; do not do it twice.
-        self._normalises = any(type(m).__name__ == "Normalize" for m in _modules(model))
+        self._normalises = any(type(m).__name__ == "Normalize" for m in pipeline_modules(model))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
         self._gate = BoundedSemaphore(parallel_calls) if parallel_calls > 0 else None
@@ -88,10 +76,6 @@ class Embedder:
         """The SentenceTransformer that embeds queries (``model`` or its bfloat16 copy)."""
         return self._query_model
 
-    @property
-    def query_precision(self) -> str:
-        return "float32" if self._query_model is self._model else "bfloat16"
-
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
         """Load (building first if needed) the configured model on the CPU.
@@ -103,6 +87,8 @@ class Embedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
+        from index.query_model import choose_query_model
+
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         torch.set_num_threads(settings.torch_threads or AUTO_TORCH_THREADS)
         location, model_id = resolve_model(settings)
@@ -111,6 +97,9 @@ class Embedder:
         except Exception as exc:  # hub errors, missing files, bad configs all end here
             raise ModelError(f"cannot load embedding model {location!r}: {exc}") from exc
         model.eval()
+        query_model, precision = choose_query_model(
+            model, settings.query_precision, settings.query_prompt
+        )
         return cls(
             model,
             model_id=model_id,
@@ -118,7 +107,8 @@ class Embedder:
             passage_prompt=settings.passage_prompt,
             batch_size=settings.embed_batch_size,
             parallel_calls=model_call_slots(settings),
-            query_model=choose_query_model(model, settings.query_precision, settings.query_prompt),
+            query_model=query_model,
+            query_precision=precision,
         )
 
     def embed_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -181,48 +171,6 @@ def model_call_slots(settings: Settings) -> int:
     return max(1, usable_cpus() // (threads * settings.workers))
 
 
-def choose_query_model(model: Any, precision: str, prompt: str) -> Any:
-    """``model`` itself, or a bfloat16 copy of it when that is faithful and (for auto) faster.
-
-    Raises:
-        ModelError: ``bfloat16`` was asked for but strays from float32.
-    """
-    if precision == "float32":
-        return model
-    import torch
-
-    half = copy.deepcopy(model).to(torch.bfloat16)
-    probes = list(_PRECISION_PROBES)
-    reference = _unit_vectors(model, probes, prompt)
-    cosine = float(np.min(np.sum(reference * _unit_vectors(half, probes, prompt), axis=1)))
-    if cosine < BF16_MIN_COSINE:
-        if precision == "bfloat16":
-            raise ModelError(f"bfloat16 queries reach only cosine {cosine:.5f} of float32")
-        return model
-    if precision == "auto" and _encode_ms(half, probes, prompt) >= _encode_ms(
-        model, probes, prompt
-    ):
-        return model  # bfloat16 is emulated on this CPU: slower, not faster
-    return half
-
-
-def _unit_vectors(model: Any, texts: list[str], prompt: str) -> np.ndarray:
-    vectors = model.encode(texts, prompt=prompt, batch_size=1, convert_to_numpy=True)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    return unit
-
-
-def _encode_ms(model: Any, texts: list[str], prompt: str, rounds: int = 3) -> float:
-    """Median milliseconds to embed one short query (after a warm-up pass)."""
-    samples: list[float] = []
-    for text in texts * (rounds + 1):
-        start = time.perf_counter()
-        model.encode([text], prompt=prompt, batch_size=1)
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples[len(texts) :])) * 1000
-
-
 def usable_cpus() -> int:
     """CPUs this process may run on: its affinity, capped by a cgroup v2 quota (containers)."""
     try:
@@ -238,7 +186,7 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
-def _modules(model: Any) -> list[Any]:
+def pipeline_modules(model: Any) -> list[Any]:
     """A SentenceTransformer's pipeline modules (empty for a stand-in without them)."""
     try:
         return list(model)

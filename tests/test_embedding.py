@@ -60,6 +60,9 @@ class _Model:
     def to(self, dtype: Any) -> _Model:
         return _Model(noisy=True)
 
+    def parameters(self) -> list[Any]:
+        return []
+
     def encode(self, texts: list[str], **kwargs: Any) -> np.ndarray:
         rng = np.random.default_rng(len(texts) + (7 if self.noisy else 0))
         return rng.standard_normal((len(texts), 8)).astype(np.float32)

@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
                 "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
                 "POLICY_QA_LOG_LEVEL": "WARNING",
-                "POLICY_QA_WORKERS": str(args.workers),
+                "WEB_CONCURRENCY": str(args.workers),
             },
             workers=args.workers,
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     """Configuration for building, searching and serving the index."""
 
     model_config = SettingsConfigDict(
-        env_prefix="POLICY_QA_", env_file=None, extra="ignore", validate_default=True
+        env_prefix="POLICY_QA_",
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+        populate_by_name=True,
     )
 
     # --- where things live -------------------------------------------------------------
@@ -44,6 +48,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
+        # WEB_CONCURRENCY is what uvicorn itself reads for its worker count.
+        validation_alias=AliasChoices("POLICY_QA_WORKERS", "WEB_CONCURRENCY"),
         description="Server processes sharing this machine (uvicorn --workers). Each runs at "
         "most cpus // (workers x torch threads) model calls at once, so the cores are never "
         "oversubscribed and queued questions are answered first come, first served.",

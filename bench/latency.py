@@ -28,8 +28,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.server import free_port, uvicorn_process
 from index.embedding import Embedder, usable_cpus
 from index.settings import PROJECT_ROOT, Settings
 
@@ -211,54 +210,19 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
 # ---- servers -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def running(system: System, log_dir: Path) -> Iterator[str]:
-    """Start ``system`` under uvicorn; yield its base URL; stop it (SIGTERM, then SIGKILL)."""
+    """Start ``system`` under uvicorn; yield its base URL; stop it on exit."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
+    with uvicorn_process(
         system.app,
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(system.workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"bench-{system.name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **system.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+        port=port,
+        env=system.env,
+        log_path=log_dir / f"bench-{system.name}.log",
+        workers=system.workers,
+        quiet=True,
+    ):
+        yield f"http://127.0.0.1:{port}"
 
 
 def wait_ready(url: str, name: str, timeout_s: float, log_dir: Path) -> None:

@@ -30,8 +30,6 @@ import math
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,11 +42,13 @@ from typing import Any
 
 import httpx
 
+from bench.server import free_port, uvicorn_process
 from index.settings import PROJECT_ROOT
 
 GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
 REPORT = PROJECT_ROOT / "var" / "reports" / "soak.json"
 SERVER_LOG = PROJECT_ROOT / "var" / "reports" / "soak-server.log"
+SERVICE_APP = "service.app:create_app"
 SITE_KEYS = ["demo-site-key", "abuser-key"]
 ABUSER_KEY = "abuser-key"
 CLIENT_LIMIT = 1_000_000_000  # per address: every client is 127.0.0.1, so never reached
@@ -79,52 +79,17 @@ class Load:
 # ---- the server -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def server(port: int, *, site_limit: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The real service on ``port``, stopped (SIGTERM, then SIGKILL) on exit."""
     env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
         "POLICY_QA_DATA_DIR": str(PROJECT_ROOT / "var"),
         "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(CLIENT_LIMIT),
         "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(site_limit),
         "POLICY_QA_SITE_KEYS": json.dumps(SITE_KEYS),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "service.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-    ]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=sink)
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+    with uvicorn_process(SERVICE_APP, port=port, env=env, log_path=log) as process:
+        yield process
 
 
 async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -37,22 +37,9 @@ from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
 from index.store import POINTER, REBUILD_HINT, STALE_STAGING_S, VERSIONS, IndexStore, StagedFile
 from service.state import catalog_bytes
+from tests.tiny_corpus import TINY_DOCS, write_tiny_corpus
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
-DOCS = {
-    "tiny-zh": (
-        "一、总体要求\n为加快建设国际科技创新中心，制定本方案。到2025年，研发经费投入强度"
-        "保持在6%左右，技术合同成交额达到8500亿元。\n二、主要任务\n（一）支持新型研发机构"
-        "建设，布局建设一批重大科技基础设施，推动科技成果转化和产业化。\n",
-        "zh",
-    ),
-    "tiny-en": (
-        "1. Goals\nBeijing aims to become an international innovation centre. By 2025 the "
-        "R&D intensity stays near 6 percent of GDP.\n2. Measures\nThe plan supports new "
-        "research institutes, large science facilities and the transfer of technology.\n",
-        "en",
-    ),
-}
 EXTRA = Document(
     meta=DocumentMeta(
         id="tiny-extra",
@@ -91,20 +78,7 @@ def template(
 ) -> Path:
     """A corpus and its built index, copied afresh for every test."""
     root = tmp_path_factory.mktemp("faults-template")
-    (root / "corpus" / "documents").mkdir(parents=True)
-    entries = []
-    for doc_id, (text, language) in DOCS.items():
-        (root / "corpus" / "documents" / f"{doc_id}.txt").write_text(text, encoding="utf-8")
-        entries.append(
-            DocumentMeta(
-                id=doc_id,
-                title_zh=f"小文件{doc_id}",
-                title_en=f"Tiny {doc_id}",
-                source=f"documents/{doc_id}.txt",
-                language=language,
-            )
-        )
-    save_catalog(root / "corpus" / "catalog.json", entries)
+    write_tiny_corpus(root / "corpus")
     own = _settings(settings, root)
     ensure_snapshot(load_components(own, embedder=embedder))
     return root
@@ -261,7 +235,7 @@ def test_corrupt_current_version_falls_back_to_the_last_good_one(
     older, newer = two_versions
     _damage(store.root / VERSIONS / newer, damage)
     loaded = store.load()
-    assert set(loaded.documents) == set(DOCS) and store.loaded_version == older
+    assert set(loaded.documents) == set(TINY_DOCS) and store.loaded_version == older
     assert store.current_manifest() is not None  # what `ensure_snapshot` reads first
     warnings = [r for r in records if r.levelno == logging.WARNING]
     assert any(older in r.getMessage() and newer in r.getMessage() for r in warnings)
@@ -297,7 +271,7 @@ def test_the_service_serves_the_last_good_version(
         settle(client)
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["version"] == older
-        assert served_ids(client) == set(DOCS)
+        assert served_ids(client) == set(TINY_DOCS)
         reply = client.post("/v1/ask", json={"question": "技术合同成交额达到多少？"})
         assert reply.status_code == 200 and reply.json()["passages"]
         warning = client.app.state.service.load_warning  # type: ignore[attr-defined]
@@ -315,11 +289,11 @@ def test_an_older_fallback_is_flagged_and_an_admin_rebuild_heals_it(
     with serve(env, embedder) as client:
         settle(client)
         assert client.get("/readyz").json()["version"] == older
-        assert served_ids(client) == set(DOCS)
+        assert served_ids(client) == set(TINY_DOCS)
         assert "predates the corpus" in client.app.state.service.load_warning  # type: ignore[attr-defined]
         assert client.post("/v1/admin/rebuild", headers=ADMIN).status_code == 200
-        assert served_ids(client) == {*DOCS, EXTRA.id}
-    assert set(store.load().documents) == {*DOCS, EXTRA.id}
+        assert served_ids(client) == {*TINY_DOCS, EXTRA.id}
+    assert set(store.load().documents) == {*TINY_DOCS, EXTRA.id}
 
 
 def test_the_service_refuses_to_serve_a_corrupt_only_version(
@@ -409,11 +383,11 @@ def test_a_missing_corpus_file_keeps_the_saved_index_serving(
     with serve(env, embedder) as client:
         settle(client)
         assert client.get("/readyz").status_code == 200
-        assert served_ids(client) == set(DOCS)
+        assert served_ids(client) == set(TINY_DOCS)
         assert "cannot read source" in str(client.app.state.service.load_warning)  # type: ignore[attr-defined]
         rebuilt = client.post("/v1/admin/rebuild", headers=ADMIN)
         assert rebuilt.status_code == 422 and "tiny-en" in rebuilt.json()["detail"]
-        assert served_ids(client) == set(DOCS)
+        assert served_ids(client) == set(TINY_DOCS)
     assert tree(env.data_dir) == before
 
 
@@ -501,12 +475,12 @@ def test_a_full_disk_during_admin_add_changes_nothing(
         assert reply.status_code == 503, reply.text  # type: ignore[attr-defined]
         assert "nothing was changed" in reply.json()["detail"]  # type: ignore[attr-defined]
         assert tree(env.corpus_dir) == corpus and tree(env.data_dir) == data
-        assert served_ids(client) == set(DOCS)
+        assert served_ids(client) == set(TINY_DOCS)
         assert client.get("/v1/documents/haidian-quantum").status_code == 404
         monkeypatch.undo()
         assert _upload(client).status_code == 201  # type: ignore[attr-defined]
         catalog_ids = {e.id for e in load_catalog(env.catalog_path)}
-        assert catalog_ids == served_ids(client) == {*DOCS, "haidian-quantum"}
+        assert catalog_ids == served_ids(client) == {*TINY_DOCS, "haidian-quantum"}
         status = client.get("/v1/admin/status", headers=ADMIN).json()
         assert status["version"] == IndexStore(env.index_root).current_version()
 
@@ -588,7 +562,7 @@ def test_a_killed_build_leaves_the_last_index(store: IndexStore) -> None:
             child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     assert store.current_version() == before and store.versions() == [before]
-    assert set(store.load().documents) == set(DOCS)
+    assert set(store.load().documents) == set(TINY_DOCS)
     # A later save works; the crashed build's folder goes once it is clearly stale.
     old = time.time() - STALE_STAGING_S - 60
     os.utime(staging[0], (old, old))

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -46,6 +43,8 @@ from playwright.sync_api import (  # noqa: E402 (only after the skips above)
     ViewportSize,
     sync_playwright,
 )
+
+from bench.server import free_port, uvicorn_process  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
@@ -130,13 +129,6 @@ def _serve_host_site(pages: dict[str, str]) -> ThreadingHTTPServer:
     return server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Sites:
     service: str  # the policy-qa service (API, /widget.js, demo page at /)
@@ -166,7 +158,7 @@ def widget_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     foreign = _serve_host_site(pages)
     host_origin = f"http://127.0.0.1:{host.server_address[1]}"
     foreign_origin = f"http://127.0.0.1:{foreign.server_address[1]}"
-    port = _free_port()
+    port = free_port()
     service = f"http://127.0.0.1:{port}"
     pages.update(
         {
@@ -182,45 +174,19 @@ def widget_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
         }
     )
     env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
         "POLICY_QA_DATA_DIR": str(PROJECT_ROOT / "var"),
         "POLICY_QA_CORS_ORIGINS": json.dumps([host_origin]),
         "POLICY_QA_RATE_LIMIT_PER_MINUTE": "1000",
         "POLICY_QA_LOG_LEVEL": "WARNING",
     }
     log_path = tmp_path_factory.mktemp("service") / "uvicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "service.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        _wait_ready(service, process, log_path)
-        yield Sites(service=service, host=host_origin, foreign=foreign_origin)
+        with uvicorn_process(
+            "service.app:create_app", port=port, env=env, log_path=log_path
+        ) as process:
+            _wait_ready(service, process, log_path)
+            yield Sites(service=service, host=host_origin, foreign=foreign_origin)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         for server in (host, foreign):
             server.shutdown()
             server.server_close()

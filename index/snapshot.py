@@ -82,10 +82,16 @@ class Snapshot:
     lexical: LexicalIndex
     lexical_rows: np.ndarray
     _row_by_chunk_id: dict[str, int] = field(init=False, repr=False)
+    _rows_by_doc: dict[str, list[int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_id = {chunk.chunk_id: row for row, chunk in self.chunks.items()}
+        by_doc: dict[str, list[int]] = {}
+        for row, chunk in sorted(self.chunks.items()):
+            by_doc.setdefault(chunk.doc_id, []).append(row)
         object.__setattr__(self, "_row_by_chunk_id", by_id)
+        # A document filter is per request: look rows up, never scan every passage.
+        object.__setattr__(self, "_rows_by_doc", by_doc)
 
     def chunk_by_id(self, chunk_id: str) -> Chunk | None:
         row = self._row_by_chunk_id.get(chunk_id)
@@ -93,10 +99,8 @@ class Snapshot:
 
     def rows_for_documents(self, doc_ids: set[str]) -> np.ndarray:
         """Row ids of every chunk in the given documents."""
-        return np.array(
-            sorted(row for row, chunk in self.chunks.items() if chunk.doc_id in doc_ids),
-            dtype=np.int64,
-        )
+        rows = [row for doc_id in doc_ids for row in self._rows_by_doc.get(doc_id, ())]
+        return np.array(sorted(rows), dtype=np.int64)
 
     def vector_ids_for_rows(self, rows: np.ndarray) -> np.ndarray:
         """Every dense-index id belonging to the given passages."""
@@ -108,5 +112,13 @@ class Snapshot:
         return sum(1 + len(chunk.sentences) for chunk in self.chunks.values())
 
     def lexical_mask(self, rows: np.ndarray) -> np.ndarray:
-        """A boolean mask over lexical positions selecting the given row ids."""
-        return np.isin(self.lexical_rows, rows)
+        """A boolean mask over lexical positions selecting the given row ids.
+
+        ``lexical_rows`` is sorted (rows only grow), so each row is found by bisection.
+        """
+        mask = np.zeros(len(self.lexical_rows), dtype=bool)
+        positions = np.searchsorted(self.lexical_rows, rows)
+        found = positions < len(self.lexical_rows)
+        found[found] = self.lexical_rows[positions[found]] == rows[found]
+        mask[positions[found]] = True
+        return mask

@@ -154,6 +154,15 @@ def test_an_added_document_survives_a_round_trip(
         assert before == after and before[0].doc_id == "quantum-2027"
 
 
+def test_document_filters_select_exactly_their_rows(snapshot: Snapshot) -> None:
+    for doc_id in snapshot.documents:
+        rows = snapshot.rows_for_documents({doc_id})
+        assert rows.tolist() == sorted(r for r, c in snapshot.chunks.items() if c.doc_id == doc_id)
+        mask = snapshot.lexical_mask(rows)
+        assert (mask == np.isin(snapshot.lexical_rows, rows)).all() and mask.any()
+    assert not snapshot.lexical_mask(np.array([10**9], dtype=np.int64)).any()
+
+
 def test_a_large_delta_is_folded_into_a_full_rebuild(
     snapshot: Snapshot, components: Components, monkeypatch: pytest.MonkeyPatch
 ) -> None:

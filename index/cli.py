@@ -101,6 +101,7 @@ def add(
 ) -> None:
     """Add one document to the corpus and the index without a full rebuild."""
     settings = Settings()
+    copied: Path | None = None  # the source copy this command created, if any
     try:
         validate_doc_id(doc_id)
         if source.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -119,18 +120,26 @@ def add(
             number=number,
             language=language,
         )
-        (settings.corpus_dir / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, settings.corpus_dir / target)
+        target_path = settings.corpus_dir / target
+        if not target_path.exists():
+            copied = target_path
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target_path)
         document = load_document(meta, settings.corpus_dir)
         parts = load_components(settings)
         snapshot, _ = ensure_snapshot(parts)
         updated = with_document(
             snapshot, document, embedder=parts.embedder, tokenizer=parts.tokenizer
         )
-        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id] + [meta])
+        # Index first: if it cannot be written, the catalog still matches the current one.
         parts.store.save(updated)
+        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id] + [meta])
     except PolicyQAError as error:
         raise _fail(error) from error
+    except OSError as error:
+        if copied is not None:  # the catalog never named it: leave no orphan behind
+            copied.unlink(missing_ok=True)
+        raise _write_failed(error) from error
     added = sum(1 for c in updated.chunks.values() if c.doc_id == doc_id)
     console.print(f"added {doc_id}: {added} passages; index now {updated.manifest.passages}")
 
@@ -144,10 +153,12 @@ def remove(doc_id: Annotated[str, typer.Argument(help="Document id to remove.")]
         snapshot = open_snapshot(parts)
         updated = without_document(snapshot, doc_id)
         catalog = load_catalog(settings.catalog_path)
-        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id])
         parts.store.save(updated)
+        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id])
     except PolicyQAError as error:
         raise _fail(error) from error
+    except OSError as error:
+        raise _write_failed(error) from error
     console.print(f"removed {doc_id}; index now {updated.manifest.passages} passages")
 
 

@@ -424,13 +424,30 @@ def test_a_full_disk_during_rebuild_keeps_the_index(
         assert client.post("/v1/admin/rebuild", headers=ADMIN).status_code == 200
 
 
-def test_a_full_disk_during_cli_build_keeps_the_index(
-    env: Settings, cli: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["build", "--force"],
+        ["remove", "tiny-en"],
+        ["add", "NEW_SOURCE", "--id", "tiny-new", "--title-zh", "新", "--title-en", "New"],
+    ],
+    ids=["build", "remove", "add"],
+)
+def test_a_full_disk_during_a_cli_change_keeps_the_index(
+    env: Settings,
+    cli: Callable[..., object],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: list[str],
 ) -> None:
     """Exit 2 with one line that says what happened and what to do: no traceback."""
+    source = tmp_path / "new.txt"
+    source.write_text(EXTRA.text, encoding="utf-8")
+    command = [str(source) if part == "NEW_SOURCE" else part for part in command]
     before = tree(env.data_dir)
+    corpus = tree(env.corpus_dir)
     monkeypatch.setattr(LexicalIndex, "save", disk_full)
-    result = cli(["build", "--force"])
+    result = cli(command)
     assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
     assert isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
     output = result.output  # type: ignore[attr-defined]
@@ -439,6 +456,7 @@ def test_a_full_disk_during_cli_build_keeps_the_index(
     assert lines[0].startswith("error: cannot write the index (No space left on device)")
     assert "previous index is still current" in lines[0]
     assert tree(env.data_dir) == before
+    assert tree(env.corpus_dir) == corpus
 
 
 def _upload(client: TestClient, doc_id: str = "haidian-quantum") -> object:

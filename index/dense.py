@@ -15,7 +15,7 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 # Exact search costs ~0.2 us per vector per query on 2 cores (docs/performance-scale.md):
 # up to 50k vectors it stays near 5 ms and perfect.
 FLAT_MAX_VECTORS = 50_000
-# HNSW keeps ~1.9 KB per 384-d vector in RAM (FAISS cannot mmap it); beyond this many
+# HNSW keeps ~1.9 KB per 384-d vector (graph in RAM, vectors mmap-able); beyond this many
 # vectors IVF-SQ8 (~0.5 KB per vector, inverted lists mmap'ed) keeps memory in bounds.
 HNSW_MAX_VECTORS = 3_000_000
 HNSW_M = 32
@@ -46,9 +46,13 @@ def choose_index_type(vectors: int, requested: str = "auto") -> IndexType:
 class DenseIndex:
     """A FAISS index wrapped in an id map."""
 
-    def __init__(self, index: Any, index_type: IndexType) -> None:
+    def __init__(
+        self, index: Any, index_type: IndexType, *, mapped_from: Path | None = None
+    ) -> None:
         self._index = index
         self.index_type = index_type
+        self._mapped_from = mapped_from
+        """The file this index's storage is memory-mapped from, if it is."""
 
     @classmethod
     def create(
@@ -161,8 +165,21 @@ class DenseIndex:
         return faiss.SearchParameters(sel=selector)
 
     def clone(self) -> DenseIndex:
+        """An independent copy that owns its memory.
+
+        For flat codes (flat, HNSW) ``faiss.clone_index`` keeps pointing into a
+        memory-mapped file, which FAISS then aborts the process rather than change; a
+        serialise round trip copies them. Mapped IVF lists can be neither cloned nor
+        serialised, so a mapped IVF index is read again from its file.
+        """
         faiss = _faiss()
-        return DenseIndex(faiss.clone_index(self._index), self.index_type)
+        if self.index_type == "ivf" and self._mapped_from is not None:
+            copy = faiss.read_index(str(self._mapped_from))
+        elif self.index_type == "ivf":
+            copy = faiss.clone_index(self._index)
+        else:
+            copy = faiss.deserialize_index(faiss.serialize_index(self._index))
+        return DenseIndex(_tuned(faiss, copy, self.index_type), self.index_type)
 
     def save(self, path: Path) -> None:
         faiss = _faiss()
@@ -171,10 +188,20 @@ class DenseIndex:
     @classmethod
     def load(cls, path: Path, index_type: IndexType, *, mmap: bool = False) -> DenseIndex:
         faiss = _faiss()
-        flags = faiss.IO_FLAG_MMAP if mmap else 0
+        # MMAP maps IVF inverted lists, MMAP_IFC flat codes (flat, and HNSW's vectors; the
+        # two cannot be combined): the pages live in the page cache, shared by every worker
+        # process that maps the file.
+        flags = 0
+        if mmap:
+            flags = faiss.IO_FLAG_MMAP if index_type == "ivf" else faiss.IO_FLAG_MMAP_IFC
         index = faiss.read_index(str(path), flags)
-        if index_type == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
-        elif index_type == "ivf":
-            faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
-        return cls(index, index_type)
+        return cls(_tuned(faiss, index, index_type), index_type, mapped_from=path if mmap else None)
+
+
+def _tuned(faiss: Any, index: Any, index_type: IndexType) -> Any:
+    """Apply the search-time parameters that reading an index does not restore."""
+    if index_type == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+    elif index_type == "ivf":
+        faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+    return index

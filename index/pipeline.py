@@ -76,9 +76,10 @@ def ensure_snapshot(
     return snapshot, True
 
 
-def open_snapshot(parts: Components, *, mmap: bool = False) -> Snapshot:
-    """Load the saved index and refuse it if it was built with another model."""
-    snapshot = parts.store.load(mmap=mmap)
+def open_snapshot(parts: Components, *, mmap: bool | None = None) -> Snapshot:
+    """Load the saved index (memory-mapped unless settings or ``mmap`` say otherwise) and
+    refuse it if it was built with another model."""
+    snapshot = parts.store.load(mmap=parts.settings.mmap_index if mmap is None else mmap)
     check_compatible(snapshot.manifest, embedder=parts.embedder)
     return snapshot
 

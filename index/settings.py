@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         "most cpus // (workers x torch threads) model calls at once, so the cores are never "
         "oversubscribed and queued questions are answered first come, first served.",
     )
+    mmap_index: bool = Field(
+        True,
+        description="Memory-map the saved index (FAISS vectors, BM25 arrays) instead of "
+        "reading it into each process: workers share one copy through the page cache.",
+    )
     query_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Precision of the query-embedding model. auto = bfloat16 where this CPU "

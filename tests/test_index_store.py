@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from index.build import check_compatible, is_up_to_date, with_document, without_document
-from index.dense import IndexType, choose_index_type
+from index.dense import DenseIndex, IndexType, choose_index_type
 from index.documents import Document, DocumentMeta
 from index.errors import IndexIntegrityError, NotFoundError
 from index.pipeline import Components, ensure_snapshot, make_retriever
@@ -218,6 +218,25 @@ def test_mmap_load(store: IndexStore) -> None:
     loaded = store.load(mmap=True)
     assert loaded.dense.size == loaded.vector_count
     assert np.array_equal(loaded.lexical_rows, np.sort(loaded.lexical_rows))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_a_memory_mapped_index_can_be_changed_through_a_copy(
+    tmp_path: Path, snapshot: Snapshot, kind: IndexType
+) -> None:
+    """Changes clone first; a clone of a mapped index must own its memory (FAISS aborts
+    the process on a write into a mapped file)."""
+    vectors, ids = snapshot.dense.export()
+    dense = DenseIndex.create(snapshot.dense.dimension, kind, training=vectors)
+    dense.add(vectors, ids)
+    dense.save(tmp_path / "dense.faiss")
+    mapped = DenseIndex.load(tmp_path / "dense.faiss", kind, mmap=True)
+    changed = mapped.clone()
+    changed.remove(ids[:10])
+    changed.add(vectors[:3], ids[:3])
+    assert changed.size == mapped.size - 7 and mapped.size == len(ids)
+    [(best, _)] = mapped.search(vectors[20], 1)
+    assert best == ids[20]
 
 
 def test_old_versions_are_pruned(store: IndexStore, snapshot: Snapshot) -> None:

@@ -47,14 +47,16 @@ class Embedder:
         passage_prompt: str,
         batch_size: int = 32,
         parallel_calls: int = 0,
-        query_model: Any = None,
-        query_precision: str = "float32",
+        query_precision: str | None = None,
     ) -> None:
         """``parallel_calls``: model calls allowed at once; 0 = unlimited.
-        ``query_model``: a faster copy of ``model`` for queries (default: ``model``)."""
+        ``query_precision``: embed queries with a copy of ``model`` made for them
+        (``index.query_model``) in this precision, built on first use; ``None``: with
+        ``model`` itself."""
         self._model = model
-        self._query_model = model if query_model is None else query_model
-        self.query_precision = query_precision
+        self._query_precision_setting = query_precision
+        self._query: tuple[Any, str] | None = None if query_precision else (model, "float32")
+        self._query_lock = Lock()
         self.model_id = model_id
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
@@ -73,8 +75,27 @@ class Embedder:
 
     @property
     def query_model(self) -> Any:
-        """The SentenceTransformer that embeds queries (``model`` or its bfloat16 copy)."""
-        return self._query_model
+        """The SentenceTransformer that embeds queries (``model`` or its copy for queries)."""
+        return self._query_choice()[0]
+
+    @property
+    def query_precision(self) -> str:
+        return str(self._query_choice()[1])
+
+    def prepare_queries(self) -> None:
+        """Build the query model now (seconds) rather than on the first question."""
+        self._query_choice()
+
+    def _query_choice(self) -> tuple[Any, str]:
+        # Built on first use: index builds embed only passages and never pay for it.
+        with self._query_lock:
+            if self._query is None:
+                from index.query_model import choose_query_model
+
+                self._query = choose_query_model(
+                    self._model, str(self._query_precision_setting), self.query_prompt
+                )
+            return self._query
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -87,8 +108,6 @@ class Embedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        from index.query_model import choose_query_model
-
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         torch.set_num_threads(settings.torch_threads or AUTO_TORCH_THREADS)
         location, model_id = resolve_model(settings)
@@ -97,9 +116,6 @@ class Embedder:
         except Exception as exc:  # hub errors, missing files, bad configs all end here
             raise ModelError(f"cannot load embedding model {location!r}: {exc}") from exc
         model.eval()
-        query_model, precision = choose_query_model(
-            model, settings.query_precision, settings.query_prompt
-        )
         return cls(
             model,
             model_id=model_id,
@@ -107,8 +123,7 @@ class Embedder:
             passage_prompt=settings.passage_prompt,
             batch_size=settings.embed_batch_size,
             parallel_calls=model_call_slots(settings),
-            query_model=query_model,
-            query_precision=precision,
+            query_precision=settings.query_precision,
         )
 
     def embed_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -125,7 +140,7 @@ class Embedder:
                 self._cache.move_to_end(text)
                 return cached
         vector: np.ndarray = self._encode(
-            [text], self.query_prompt, show_progress=False, batch_size=1, model=self._query_model
+            [text], self.query_prompt, show_progress=False, batch_size=1, model=self.query_model
         )[0]
         vector.setflags(write=False)
         with self._lock:
@@ -147,7 +162,7 @@ class Embedder:
         if self._gate is not None:
             self._gate.acquire()
         try:
-            vectors: np.ndarray = (model or self._model).encode(
+            vectors: np.ndarray = (self._model if model is None else model).encode(
                 texts,
                 prompt=prompt,
                 batch_size=batch_size or self.batch_size,

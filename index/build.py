@@ -170,8 +170,9 @@ def _extended_lexical(
     if not lexical.main_size or lexical.delta_size + len(new_tokens) > limit:
         return _full_lexical(tokens)
     # New row ids are above every existing one: appending keeps positions in row order.
-    rows = np.concatenate([base.lexical_rows, np.array(sorted(new_tokens), dtype=np.int64)])
-    return lexical.extended([new_tokens[row] for row in sorted(new_tokens)]), rows
+    new_rows = sorted(new_tokens)
+    rows = np.concatenate([base.lexical_rows, np.array(new_rows, dtype=np.int64)])
+    return lexical.extended([new_tokens[row] for row in new_rows]), rows
 
 
 def _full_lexical(tokens: dict[int, list[str]]) -> tuple[LexicalIndex, np.ndarray]:

@@ -244,6 +244,7 @@ class LexicalIndex:
 
 SEGMENTS_FILE = "segments.json"
 _NO_POSITIONS = np.zeros(0, dtype=np.int64)
+_NO_COUNTS = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -268,10 +269,10 @@ class _Delta:
                 tfs.append(tf)
         postings = dict(self.postings)
         for term, (positions, tfs) in added.items():
-            old_positions, old_tfs = postings.get(term, (_NO_POSITIONS, _NO_POSITIONS))
+            old_positions, old_tfs = postings.get(term, (_NO_POSITIONS, _NO_COUNTS))
             postings[term] = (
                 np.concatenate([old_positions, np.array(positions, dtype=np.int64)]),
-                np.concatenate([old_tfs, np.array(tfs, dtype=np.float32)]).astype(np.float32),
+                np.concatenate([old_tfs, np.array(tfs, dtype=np.float32)]),
             )
         new_lengths = np.array([len(t) or 1 for t in corpus_tokens], dtype=np.float32)
         return _Delta(

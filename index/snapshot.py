@@ -87,7 +87,7 @@ class Snapshot:
     def __post_init__(self) -> None:
         by_id = {chunk.chunk_id: row for row, chunk in self.chunks.items()}
         by_doc: dict[str, list[int]] = {}
-        for row, chunk in sorted(self.chunks.items()):
+        for row, chunk in self.chunks.items():
             by_doc.setdefault(chunk.doc_id, []).append(row)
         object.__setattr__(self, "_row_by_chunk_id", by_id)
         # A document filter is per request: look rows up, never scan every passage.

@@ -155,8 +155,10 @@ class Retriever:
         lexical: list[tuple[int, float]] = []
         query_tokens = self.tokenizer.tokenize(" ".join([language.text, *expansions]))
         if mode in ("hybrid", "lexical"):
-            lexical = snapshot.lexical.search(query_tokens, k=depth, allowed=lexical_mask)
-            lexical = [(int(snapshot.lexical_rows[pos]), score) for pos, score in lexical]
+            found = snapshot.lexical.search(query_tokens, k=depth, allowed=lexical_mask)
+            # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
+            rows = snapshot.lexical_rows[[position for position, _ in found]].tolist()
+            lexical = [(row, score) for row, (_, score) in zip(rows, found, strict=True)]
             timings["lexical"] = _ms_since(clock)
             clock = time.perf_counter()
 

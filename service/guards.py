@@ -118,7 +118,9 @@ class TimeoutMiddleware:
             await send(message)
 
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
+            # A deadline on this task, not a new task per request as ``wait_for`` makes.
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, tracking_send)
         except TimeoutError:
             if not started:
                 await error_response(504, "request timed out")(scope, receive, send)

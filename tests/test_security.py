@@ -694,3 +694,44 @@ def test_security_headers_on_middleware_replies(settings: Settings) -> None:
     limited = small.get("/v1/documents")
     assert limited.status_code == 429
     _assert_base_headers(limited)
+
+
+def _slow_app(*, stall_s: float, start_first: bool = False) -> Callable[..., Any]:
+    """An ASGI app that answers 200 after ``stall_s`` (optionally starting its response first)."""
+    import asyncio
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if start_first:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(stall_s)
+        if not start_first:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def test_slow_requests_get_504_and_admin_jobs_are_not_cut() -> None:
+    client = TestClient(guards.TimeoutMiddleware(_slow_app(stall_s=0.5), seconds=0.1))
+    started = time.perf_counter()
+    response = client.get("/v1/ask")
+    assert response.status_code == 504 and response.json() == {"detail": "request timed out"}
+    assert time.perf_counter() - started < 0.45  # cut at the limit, not when the app finished
+    assert client.get("/v1/admin/status").status_code == 200  # rebuilds may take minutes
+
+
+def test_a_timeout_after_the_response_started_sends_no_second_one() -> None:
+    import asyncio
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    middleware = guards.TimeoutMiddleware(_slow_app(stall_s=60, start_first=True), seconds=0.1)
+    scope = {"type": "http", "path": "/v1/ask", "method": "GET", "headers": []}
+    asyncio.run(middleware(scope, receive, send))
+    assert [m["type"] for m in sent] == ["http.response.start"]

@@ -20,9 +20,9 @@ What is real and what is synthetic (embedding a million texts would take hours o
   near-tie mix of same-document and same-topic passages, as real embeddings give.
 * Questions are real Chinese questions about the corpus (``QUESTIONS``), cycled over the runs.
 
-Code marked PROTOTYPE is measured beside the service's own code: a numpy BM25 build
-(``lean_bm25_arrays``) and BM25 query variants. The delta segment (``LexicalIndex.extended``)
-and the sampled exact top-k from earlier prototypes are now ``index/lexical.py``'s own.
+Code marked PROTOTYPE is measured beside the service's own code: BM25 query variants. The
+numpy BM25 build, the delta segment (``LexicalIndex.extended``) and the sampled exact top-k
+began here as prototypes and are now ``index/lexical.py``'s own.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -412,96 +412,6 @@ def top_hits(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
     return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
 
 
-def lucene_idf(df: int, n: int) -> float:
-    """bm25s's default (Lucene) idf."""
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-
-class _Vocabulary(dict[str, int]):
-    """Term ids in first-seen order; ``vocab[term]`` numbers a term it has not seen."""
-
-    def __missing__(self, term: str) -> int:
-        self[term] = len(self)
-        return len(self) - 1
-
-
-def lean_bm25_arrays(
-    corpus_tokens: Iterable[list[str]], *, k1: float, b: float, block: int = 50_000
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """PROTOTYPE for ``LexicalIndex.__init__``: bm25s's index arrays, built with numpy.
-
-    ``bm25s.BM25.index`` keeps every passage's terms twice more as Python lists (strings,
-    then ids) and loops in Python: ~12 GB peak and minutes at 1M passages. Here each block
-    of passages becomes (passage, term, tf) triples via ``np.unique``; the peak is those
-    triples plus one sort. Same Lucene BM25, same CSC layout (column = term, rows ascending).
-    """
-    vocab = _Vocabulary()
-    lookup = vocab.__getitem__
-    lengths: list[int] = []
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    ids: list[int] = []
-    counts: list[int] = []
-
-    def flush() -> None:
-        local = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        keys, tf = np.unique((local << 32) | np.array(ids, dtype=np.int64), return_counts=True)
-        first = len(lengths)
-        parts.append(
-            ((keys >> 32).astype(np.int32) + first, keys.astype(np.int32), tf.astype(np.float32))
-        )
-        lengths.extend(counts)
-        ids.clear()
-        counts.clear()
-
-    for terms in corpus_tokens:
-        terms = terms or [""]
-        counts.append(len(terms))
-        ids.extend(map(lookup, terms))  # C-speed lookups; __missing__ numbers new terms
-        if len(counts) == block:
-            flush()
-    if counts:
-        flush()
-    docs = np.concatenate([p[0] for p in parts])
-    terms_ = np.concatenate([p[1] for p in parts])
-    data = np.concatenate([p[2] for p in parts])
-    parts.clear()
-    length = np.asarray(lengths, dtype=np.float32)
-    df = np.bincount(terms_, minlength=len(vocab))
-    idf = np.log1p((len(length) - df + 0.5) / (df + 0.5)).astype(np.float32)
-    norm = length[docs]
-    norm *= np.float32(k1 * b / length.mean())
-    norm += np.float32(k1 * (1 - b))
-    norm += data
-    np.divide(data, norm, out=data)
-    del norm
-    data *= idf[terms_]
-    order = np.argsort(terms_, kind="stable")
-    del terms_
-    indices = docs[order]
-    del docs
-    data = data[order]
-    del order
-    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    vocab.setdefault("", len(vocab))  # bm25s's empty-query token, as ``index`` adds it
-    arrays = {"data": data, "indices": indices, "indptr": indptr, "num_docs": len(length)}
-    return arrays, dict(vocab)
-
-
-def lean_lexical_index(corpus_tokens: Sequence[list[str]]) -> LexicalIndex:
-    """PROTOTYPE: a ``LexicalIndex`` whose bm25s object gets ``lean_bm25_arrays``' arrays."""
-    bm25 = importlib.import_module("bm25s").BM25()
-    arrays, vocab = lean_bm25_arrays(corpus_tokens, k1=float(bm25.k1), b=float(bm25.b))
-    bm25.scores, bm25.vocab_dict = arrays, vocab
-    bm25.unique_token_ids_set = set(vocab.values())
-    bm25.nonoccurrence_array = None
-    index = LexicalIndex([])
-    index._bm25 = bm25
-    index.main_size = len(corpus_tokens)
-    index._avgdl = float(np.mean([len(t) or 1 for t in corpus_tokens]))
-    return index
-
-
 # ---- phases (each in a fresh process) ---------------------------------------------------------
 
 
@@ -588,35 +498,6 @@ def phase_lexical_build(n: int, folder: Path) -> dict[str, Any]:
         "disk_mib": folder_mib(folder / "bm25"),
         **_held(before, after, n),
     }
-
-
-def phase_lexical_lean(n: int, folder: Path) -> dict[str, Any]:
-    """Build BM25 with the lean prototype; compare with the saved bm25s index when there."""
-    _import_bm25s()
-    settings = Settings()
-    tokenizer = make_tokenizer(settings)
-    pool = sentence_pool(settings, tokenizer)
-    tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
-    release_freed_memory()
-    reset_peak_memory()
-    before = memory_mib()
-    start = time.perf_counter()
-    lean = lean_lexical_index(tokens)
-    build_s = time.perf_counter() - start
-    release_freed_memory()
-    after = memory_mib()
-    log(f"{n:,}: lean BM25 built in {build_s:.1f} s")
-    result: dict[str, Any] = {"build_s": build_s, **_held(before, after, n)}
-    if (folder / "bm25").exists():
-        reference = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
-        terms = [tokenizer.tokenize(q) for q in QUESTIONS]
-        pairs = [(reference.search(t, k=K), lean.search(t, k=K)) for t in terms]
-        result["top10_agreement"] = float(np.mean([_overlap(a, b) for a, b in pairs]))
-        result["max_relative_score_diff"] = max(
-            (abs(s - dict(b).get(r, 0.0)) / s for a, b in pairs for r, s in a if r in dict(b)),
-            default=0.0,
-        )
-    return result
 
 
 def _resident(when: str, base: dict[str, float], now: dict[str, float]) -> dict[str, float]:
@@ -815,9 +696,6 @@ def phase_update(n: int, folder: Path) -> dict[str, Any]:
     start = time.perf_counter()
     rebuilt = LexicalIndex(everything)
     result["lexical_rebuild_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    lean_lexical_index(everything)
-    result["lexical_lean_rebuild_s"] = time.perf_counter() - start
     del everything
     main = LexicalIndex.load(folder / "bm25", size=n)
     start = time.perf_counter()
@@ -848,9 +726,6 @@ def phase_update(n: int, folder: Path) -> dict[str, Any]:
     result["default_index_type"] = default_type
     result["total_rebuild_s"] = result["tokenise_s"] + dense_s + result["lexical_rebuild_s"]
     result["total_delta_s"] = result["tokenise_s"] + dense_s + result["lexical_delta_s"]
-    result["total_lean_rebuild_s"] = (
-        result["tokenise_s"] + dense_s + result["lexical_lean_rebuild_s"]
-    )
     return result
 
 
@@ -898,8 +773,6 @@ def size_report(n: int, data: dict[str, Any]) -> str:
     ]
     if lexical:
         memory_rows.append(("BM25 (LexicalIndex)", lexical, data.get("lexical_query", {})))
-    if "lexical_build_lean" in data:
-        memory_rows.append(("BM25 lean build (prototype)", data["lexical_build_lean"], {}))
     rows: list[list[object]] = [
         [
             name,
@@ -999,23 +872,12 @@ def size_report(n: int, data: dict[str, Any]) -> str:
                     "step",
                     "full BM25 rebuild (compaction)",
                     "BM25 delta segment (what an add does)",
-                    "lean full rebuild (prototype)",
                 ],
                 [
-                    ["tokenise passages", *[update["tokenise_s"]] * 3],
-                    ["dense clone + add", *[sum(dense.values())] * 3],
-                    [
-                        "BM25",
-                        update["lexical_rebuild_s"],
-                        update["lexical_delta_s"],
-                        update.get("lexical_lean_rebuild_s", math.nan),
-                    ],
-                    [
-                        "total s",
-                        update["total_rebuild_s"],
-                        update["total_delta_s"],
-                        update.get("total_lean_rebuild_s", math.nan),
-                    ],
+                    ["tokenise passages", *[update["tokenise_s"]] * 2],
+                    ["dense clone + add", *[sum(dense.values())] * 2],
+                    ["BM25", update["lexical_rebuild_s"], update["lexical_delta_s"]],
+                    ["total s", update["total_rebuild_s"], update["total_delta_s"]],
                 ],
             )
         )
@@ -1057,23 +919,20 @@ def targets(report: dict[str, Any], update_size: int) -> list[dict[str, Any]]:
     budget_mib = MEMORY_BUDGET_GB * 1024
     if largest is not None:
         data = sizes[str(largest)]
-        for name, key in (("LexicalIndex", "lexical_build"), ("lean", "lexical_build_lean")):
-            if key in data:
-                peak = data[key]["peak_delta_mib"]
-                out.append(
-                    {
-                        "target": f"BM25 {name} build peak at {largest:,} <= "
-                        f"{MEMORY_BUDGET_GB:g} GB",
-                        "measured": f"{peak / 1024:.1f} GB",
-                        "pass": peak <= budget_mib,
-                    }
-                )
+        if "lexical_build" in data:
+            peak = data["lexical_build"]["peak_delta_mib"]
+            out.append(
+                {
+                    "target": f"BM25 build peak at {largest:,} <= {MEMORY_BUDGET_GB:g} GB",
+                    "measured": f"{peak / 1024:.1f} GB",
+                    "pass": peak <= budget_mib,
+                }
+            )
     update = sizes.get(str(update_size), {}).get("update")
     if update:
         for name, key in (
             ("full rebuild, compaction only", "total_rebuild_s"),
             ("delta segment, what an add does", "total_delta_s"),
-            ("lean full rebuild", "total_lean_rebuild_s"),
         ):
             if key not in update:
                 continue
@@ -1136,8 +995,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--phases",
-        default="build,lean,query,update",
-        help="any of build,lean,query,update; later phases reuse kept builds",
+        default="build,query,update",
+        help="any of build,query,update; later phases reuse kept builds",
     )
     parser.add_argument("--types", default=",".join(INDEX_TYPES), help="dense index types")
     parser.add_argument(
@@ -1195,9 +1054,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 save()
             data["lexical_build"] = run_isolated(phase_lexical_build, n, folder)
-            save()
-        if "lean" in phases:
-            data["lexical_build_lean"] = run_isolated(phase_lexical_lean, n, folder)
             save()
         if "query" in phases:
             queries = data.setdefault("dense_query", {})

@@ -98,3 +98,25 @@ def test_sampled_top_k_is_exact(k: int) -> None:
     scores = np.where(rng.random(400_000) < 0.3, rng.random(400_000), 0).astype(np.float32)
     expected = np.argsort(-scores, kind="stable")[:k]
     assert [row for row, _ in _top_positive(scores, k)] == expected.tolist()
+
+
+def test_the_numpy_build_makes_the_index_bm25s_makes(passages: list[list[str]]) -> None:
+    """Same Lucene scores for every (term, passage), in bm25s's own layout, so bm25s saves,
+    loads and memory-maps what ``LexicalIndex`` builds; empty passages count as bm25s counts
+    them."""
+    import bm25s
+
+    corpus = [*passages[:20], [], *passages[20:]]
+    ours = LexicalIndex(corpus)._bm25
+    theirs = bm25s.BM25()
+    theirs.index([list(t) or [""] for t in corpus], show_progress=False)
+    assert set(ours.vocab_dict) == set(theirs.vocab_dict)
+    assert ours.scores["num_docs"] == theirs.scores["num_docs"] == len(corpus)
+    for name in ("data", "indices", "indptr"):
+        assert ours.scores[name].dtype == theirs.scores[name].dtype
+    for term, ours_id in ours.vocab_dict.items():
+        theirs_id = theirs.vocab_dict[term]
+        a, b = ours.scores["indptr"][ours_id : ours_id + 2]
+        c, d = theirs.scores["indptr"][theirs_id : theirs_id + 2]
+        assert np.array_equal(ours.scores["indices"][a:b], theirs.scores["indices"][c:d]), term
+        assert np.allclose(ours.scores["data"][a:b], theirs.scores["data"][c:d], rtol=1e-6), term

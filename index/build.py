@@ -2,11 +2,13 @@
 
 Only the changed document is chunked and embedded on an incremental change; the other
 passages keep their vectors and row ids, and an added document's passages go to the BM25
-delta segment until it grows past ``DELTA_MAX_FRACTION`` of the corpus.
+and dense delta segments until they grow past ``DELTA_MAX_FRACTION`` of the corpus. The
+main segments are then untouched: an add copies and saves only what it adds.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -81,6 +83,7 @@ def build_snapshot(
         next_row_id=len(chunks),
         model_id=embedder.model_id,
         chunking=params,
+        main_segment=new_main_segment(),
     )
 
 
@@ -103,19 +106,25 @@ def with_document(
     start = base.manifest.next_row_id
     new_rows = {start + i: chunk for i, chunk in enumerate(new_chunks)}
     vectors, ids = _embed(new_rows, embedder)
-    dense = base.dense.clone()
-    dense.add(vectors, ids)
     new_tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in new_rows.items()}
     tokens = {**base.tokens, **new_tokens}
+    if _delta_full(base, len(new_rows)):  # fold every delta into new main segments
+        dense = base.dense.compacted()
+        dense.add(vectors, ids)
+        lexical, main_segment = _full_lexical(tokens), new_main_segment()
+    else:  # the main segments (and their files) stay as they are
+        dense = base.dense.extended(vectors, ids)
+        lexical, main_segment = _extended_lexical(base, new_tokens), base.manifest.main_segment
     return _assemble(
         documents={**base.documents, document.id: document},
         chunks={**base.chunks, **new_rows},
         tokens=tokens,
-        lexical=_extended_lexical(base, new_tokens, tokens),
+        lexical=lexical,
         dense=dense,
         next_row_id=start + len(new_chunks),
         model_id=base.manifest.model_id,
         chunking=base.manifest.chunking,
+        main_segment=main_segment,
     )
 
 
@@ -128,7 +137,7 @@ def without_document(snapshot: Snapshot, doc_id: str) -> Snapshot:
     if doc_id not in snapshot.documents:
         raise NotFoundError(f"document {doc_id!r} is not in the index")
     doomed = snapshot.rows_for_documents({doc_id})
-    dense = snapshot.dense.clone()
+    dense = snapshot.dense.compacted()
     dense.remove(snapshot.vector_ids_for_rows(doomed))
     gone = set(doomed.tolist())
     tokens = {r: t for r, t in snapshot.tokens.items() if r not in gone}
@@ -141,6 +150,7 @@ def without_document(snapshot: Snapshot, doc_id: str) -> Snapshot:
         next_row_id=snapshot.manifest.next_row_id,
         model_id=snapshot.manifest.model_id,
         chunking=snapshot.manifest.chunking,
+        main_segment=new_main_segment(),
     )
 
 
@@ -161,18 +171,26 @@ def _embed(
     return vectors[[position[text] for text in texts]], all_ids
 
 
+def new_main_segment() -> str:
+    return uuid.uuid4().hex
+
+
+def _delta_full(base: Snapshot, adding: int) -> bool:
+    """Whether adding ``adding`` passages should fold the deltas into new main segments:
+    a big delta slows queries and is rewritten on every save."""
+    main = base.lexical.main_size
+    limit = max(DELTA_MIN_PASSAGES, DELTA_MAX_FRACTION * main)
+    return not main or base.lexical.delta_size + adding > limit
+
+
 def _extended_lexical(
-    base: Snapshot, new_tokens: dict[int, list[str]], tokens: dict[int, list[str]]
+    base: Snapshot, new_tokens: dict[int, list[str]]
 ) -> tuple[LexicalIndex, np.ndarray]:
-    """Append the new passages to the BM25 delta, or rebuild once the delta is too big."""
-    lexical = base.lexical
-    limit = max(DELTA_MIN_PASSAGES, DELTA_MAX_FRACTION * lexical.main_size)
-    if not lexical.main_size or lexical.delta_size + len(new_tokens) > limit:
-        return _full_lexical(tokens)
+    """The new passages appended to the BM25 delta."""
     # New row ids are above every existing one: appending keeps positions in row order.
     new_rows = sorted(new_tokens)
     rows = np.concatenate([base.lexical_rows, np.array(new_rows, dtype=np.int64)])
-    return lexical.extended([new_tokens[row] for row in new_rows]), rows
+    return base.lexical.extended([new_tokens[row] for row in new_rows]), rows
 
 
 def _full_lexical(tokens: dict[int, list[str]]) -> tuple[LexicalIndex, np.ndarray]:
@@ -191,6 +209,7 @@ def _assemble(
     next_row_id: int,
     model_id: str,
     chunking: dict[str, int],
+    main_segment: str,
 ) -> Snapshot:
     """Put the parts and a fresh manifest together."""
     fingerprints = {doc_id: document_fingerprint(doc) for doc_id, doc in documents.items()}
@@ -204,6 +223,7 @@ def _assemble(
         documents=fingerprints,
         next_row_id=next_row_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        main_segment=main_segment,
     )
     return Snapshot(
         manifest=manifest,

@@ -6,6 +6,7 @@ Run as ``python -m index --help`` (or the ``policy-qa`` console script).
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -174,12 +175,18 @@ def stats() -> None:
     table = Table(title=f"index {parts.store.current_version()}")
     for column in ("document", "title", "passages", "characters"):
         table.add_column(column)
+    passages = Counter(chunk.doc_id for chunk in snapshot.chunks.values())
     for doc_id, document in snapshot.documents.items():
-        passages = sum(1 for c in snapshot.chunks.values() if c.doc_id == doc_id)
-        table.add_row(doc_id, document.meta.title_en, str(passages), str(len(document.text)))
+        table.add_row(
+            doc_id, document.meta.title_en, str(passages[doc_id]), str(len(document.text))
+        )
     console.print(table)
     m = snapshot.manifest
     console.print(f"model {m.model_id} ({m.dimension}-d), {m.index_type}, chunking {m.chunking}")
+    console.print(
+        f"added since the main segment was built: {snapshot.lexical.delta_size} passages, "
+        f"{snapshot.dense.delta_size} vectors"
+    )
 
 
 @app.command()

@@ -201,9 +201,11 @@ class LexicalIndex:
         bigrams = [run[i : i + 2] for run in runs for i in range(len(run) - 1)]
         return bool(bigrams) and all(known(b) for b in bigrams)
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, *, main: bool = True) -> None:
+        """Write the index to ``folder``; ``main=False`` writes only what an added passage
+        changes (``segments.json``), where the main segment's files are already in place."""
         folder.mkdir(parents=True, exist_ok=True)
-        if self.main_size:
+        if main and self.main_size:
             self._bm25.save(str(folder), show_progress=False)
         segments = {
             "main_size": self.main_size,

@@ -19,7 +19,8 @@ from index.documents import Document
 from index.lexical import LexicalIndex
 
 # 2: BM25 main + delta segments (bm25/segments.json).
-FORMAT_VERSION = 2
+# 3: dense, documents and passages split the same way (delta/), and a main segment id.
+FORMAT_VERSION = 3
 # Each passage owns up to 1024 vectors (itself, then its sentences): id = row * 1024 + j.
 VECTOR_SLOTS = 1024
 
@@ -47,6 +48,9 @@ class Manifest:
     documents: dict[str, str]
     next_row_id: int
     created: str
+    main_segment: str
+    """Names the main segment (made by a build, a compaction or a removal): versions with
+    the same id hold byte-identical main-segment files."""
     format_version: int = FORMAT_VERSION
     files: dict[str, str] = field(default_factory=dict)
 
@@ -92,6 +96,11 @@ class Snapshot:
         object.__setattr__(self, "_row_by_chunk_id", by_id)
         # A document filter is per request: look rows up, never scan every passage.
         object.__setattr__(self, "_rows_by_doc", by_doc)
+
+    @property
+    def delta_rows(self) -> np.ndarray:
+        """Rows added since the main segment was made (BM25 and dense deltas hold them)."""
+        return self.lexical_rows[self.lexical.main_size :]
 
     def chunk_by_id(self, chunk_id: str) -> Chunk | None:
         row = self._row_by_chunk_id.get(chunk_id)

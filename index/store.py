@@ -1,5 +1,9 @@
 """Persist snapshots as versioned folders switched by an atomic ``CURRENT`` pointer.
 
+A version holds its main segment's files and, under ``delta/`` (with the BM25 segments),
+what was added since. An add leaves the main segment untouched, so its files are reused
+from the version that has them instead of being written and checksummed again.
+
 A build writes a complete new version folder (every file checksummed in its manifest and
 flushed to disk), then replaces ``CURRENT`` with one rename. A crash or a full disk
 mid-write leaves the previous version serving. If the version ``CURRENT`` names is corrupt
@@ -10,6 +14,7 @@ what to do.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +35,18 @@ from index.chunking import Chunk
 from index.dense import DenseIndex
 from index.documents import Document, DocumentMeta, sha256_file
 from index.errors import IndexFormatError, IndexIntegrityError
-from index.lexical import LexicalIndex
+from index.lexical import SEGMENTS_FILE, LexicalIndex
 from index.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
 log = logging.getLogger(__name__)
 
 POINTER = "CURRENT"
 VERSIONS = "versions"
+DELTA = "delta"
+MAIN_FILES = frozenset({"documents.json", "chunks.jsonl", "dense.faiss"})
+# Main-segment files at least this big (together) are hard-linked into the next version
+# rather than copied: 64 MiB is ~4,000 passages.
+SHARE_MIN_BYTES = 64 * 1024 * 1024
 KEEP_VERSIONS = 3
 REBUILD_HINT = "rebuild it with `make index` (or `python -m index build --force`)"
 # What ``save`` names a version: a UTC timestamp and the corpus hash. Anything else in
@@ -113,6 +124,39 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _is_main_file(name: str) -> bool:
+    """Whether a version's file belongs to its main segment (unchanged by an add)."""
+    return name in MAIN_FILES or (name.startswith("bm25/") and name != f"bm25/{SEGMENTS_FILE}")
+
+
+def _hard_link(source: Path, target: Path) -> bool:
+    """Link ``target`` to ``source``; False where the file system cannot (then copy)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def _write_documents(path: Path, snapshot: Snapshot, *, exclude: AbstractSet[str]) -> None:
+    documents = [
+        {"meta": doc.meta.to_dict(), "text": doc.text}
+        for doc_id, doc in snapshot.documents.items()
+        if doc_id not in exclude
+    ]
+    path.write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
+
+
+def _write_chunks(path: Path, snapshot: Snapshot, *, exclude: AbstractSet[int]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row, chunk in snapshot.chunks.items():
+            if row not in exclude:
+                record = {"row": row, **asdict(chunk), "tokens": snapshot.tokens[row]}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -280,29 +324,76 @@ class IndexStore:
     # ---- writing ------------------------------------------------------------------------
 
     def _write(self, snapshot: Snapshot, folder: Path) -> None:
+        """Write a version: the main segment's files (or reuse them, see ``_reuse_main``),
+        then what was added since (``delta/``, the BM25 segments, the row map)."""
         folder.mkdir(parents=True)
-        documents = [
-            {"meta": doc.meta.to_dict(), "text": doc.text} for doc in snapshot.documents.values()
-        ]
-        (folder / "documents.json").write_text(
-            json.dumps(documents, ensure_ascii=False), encoding="utf-8"
+        (folder / DELTA).mkdir()
+        delta_rows = set(snapshot.delta_rows.tolist())
+        delta_docs = {snapshot.chunks[row].doc_id for row in delta_rows}
+        reused, linked = self._reuse_main(snapshot.manifest.main_segment, folder)
+        if not reused:
+            _write_documents(folder / "documents.json", snapshot, exclude=delta_docs)
+            _write_chunks(folder / "chunks.jsonl", snapshot, exclude=delta_rows)
+        _write_documents(
+            folder / DELTA / "documents.json",
+            snapshot,
+            exclude=snapshot.documents.keys() - delta_docs,
         )
-        with (folder / "chunks.jsonl").open("w", encoding="utf-8") as handle:
-            for row, chunk in snapshot.chunks.items():
-                record = {"row": row, **asdict(chunk), "tokens": snapshot.tokens[row]}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        _write_chunks(
+            folder / DELTA / "chunks.jsonl", snapshot, exclude=snapshot.chunks.keys() - delta_rows
+        )
         np.save(folder / "lexical_rows.npy", snapshot.lexical_rows)
-        snapshot.dense.save(folder / "dense.faiss")
-        snapshot.lexical.save(folder / "bm25")
-        files = {str(p.relative_to(folder)): sha256_file(p) for p in _files(folder)}
+        snapshot.dense.save(folder / "dense.faiss", folder / DELTA / "dense.faiss", main=not reused)
+        snapshot.lexical.save(folder / "bm25", main=not reused)
+        files = {}
+        for path in _files(folder):
+            name = path.relative_to(folder).as_posix()
+            files[name] = reused.get(name) or sha256_file(path)
         manifest = replace(snapshot.manifest, files=files)
         (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         # Flushed before the folder is renamed into place: after a power cut, a version
         # that CURRENT names has all its bytes (or fails its checksums and is skipped).
+        # A hard link's bytes were flushed when its first name was written.
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
+            if path.is_file() and path.relative_to(folder).as_posix() not in linked:
                 with path.open("rb") as handle:
                     os.fsync(handle.fileno())
+
+    def _reuse_main(self, main_segment: str, folder: Path) -> tuple[dict[str, str], set[str]]:
+        """Put the main segment's files into ``folder`` from a version that has them.
+
+        Versions made from the same main segment (by adds) hold byte-identical main files,
+        so an add neither serialises nor checksums them again: they are hard-linked when
+        they are big (sharing them: a damaged shared file damages every version holding
+        it, and the fix is a rebuild), copied when small (every version stands alone).
+
+        Returns:
+            The reused files' checksums by name (empty: none, write them) and the names
+            that were hard-linked.
+        """
+        for name in self.versions():
+            source = self.root / VERSIONS / name
+            try:
+                manifest = self._read_manifest(source)
+            except IndexIntegrityError:
+                continue
+            if manifest.main_segment != main_segment:
+                continue
+            main = {n: c for n, c in manifest.files.items() if _is_main_file(n)}
+            paths = {n: source / n for n in main}
+            if not main or not all(p.is_file() for p in paths.values()):
+                continue
+            share = sum(p.stat().st_size for p in paths.values()) >= SHARE_MIN_BYTES
+            linked: set[str] = set()
+            for n, path in paths.items():
+                target = folder / n
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if share and _hard_link(path, target):
+                    linked.add(n)
+                else:
+                    shutil.copyfile(path, target)
+            return main, linked
+        return {}, set()
 
     def _prune(self, *, keep: str) -> None:
         """Keep the newest versions (and ``keep``); older ones are deleted."""
@@ -316,6 +407,11 @@ class IndexStore:
     def _read_manifest(folder: Path) -> Manifest:
         try:
             raw: dict[str, Any] = json.loads((folder / "manifest.json").read_text("utf-8"))
+            if isinstance(raw, dict) and raw.get("format_version") != FORMAT_VERSION:
+                raise IndexFormatError(
+                    f"index format {raw.get('format_version')} is not {FORMAT_VERSION}; "
+                    + REBUILD_HINT
+                )
             manifest = Manifest.from_dict(raw)
         except FileNotFoundError as exc:
             raise IndexIntegrityError(
@@ -325,10 +421,6 @@ class IndexStore:
             raise IndexIntegrityError(
                 f"index manifest in {folder.name} is corrupt ({exc}); {REBUILD_HINT}"
             ) from exc
-        if manifest.format_version != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"index format {manifest.format_version} is not {FORMAT_VERSION}; {REBUILD_HINT}"
-            )
         return manifest
 
     @staticmethod
@@ -344,21 +436,28 @@ class IndexStore:
 
     @staticmethod
     def _read(folder: Path, manifest: Manifest, *, mmap: bool) -> Snapshot:
-        documents = {
-            entry["meta"]["id"]: Document(meta=DocumentMeta(**entry["meta"]), text=entry["text"])
-            for entry in json.loads((folder / "documents.json").read_text("utf-8"))
-        }
+        documents: dict[str, Document] = {}
         chunks: dict[int, Chunk] = {}
         tokens: dict[int, list[str]] = {}
-        with (folder / "chunks.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                record = json.loads(line)
-                row = int(record.pop("row"))
-                tokens[row] = record.pop("tokens")
-                record["section"] = tuple(record["section"])
-                chunks[row] = Chunk(**record)
+        for part in (folder, folder / DELTA):  # the main segment, then what was added since
+            for entry in json.loads((part / "documents.json").read_text("utf-8")):
+                meta = DocumentMeta(**entry["meta"])
+                documents[meta.id] = Document(meta=meta, text=entry["text"])
+            with (part / "chunks.jsonl").open(encoding="utf-8") as handle:
+                for line in handle:
+                    record = json.loads(line)
+                    row = int(record.pop("row"))
+                    tokens[row] = record.pop("tokens")
+                    record["section"] = tuple(record["section"])
+                    chunks[row] = Chunk(**record)
         lexical_rows = np.load(folder / "lexical_rows.npy")
-        dense = DenseIndex.load(folder / "dense.faiss", manifest.index_type, mmap=mmap)  # type: ignore[arg-type]
+        delta_dense = f"{DELTA}/dense.faiss"
+        dense = DenseIndex.load(
+            folder / "dense.faiss",
+            manifest.index_type,  # type: ignore[arg-type]
+            mmap=mmap,
+            delta_path=folder / delta_dense if delta_dense in manifest.files else None,
+        )
         lexical = LexicalIndex.load(folder / "bm25", size=len(lexical_rows), mmap=mmap)
         snapshot = Snapshot(
             manifest=manifest,

@@ -551,8 +551,8 @@ store = IndexStore(Path(sys.argv[1]))
 snapshot = store.load()
 original = LexicalIndex.save
 
-def slow_save(self, folder):
-    original(self, folder)  # half of the version is on disk now
+def slow_save(self, folder, **options):
+    original(self, folder, **options)  # half of the version is on disk now
     print("writing", flush=True)
     time.sleep(60)
 

@@ -163,7 +163,7 @@ def test_document_filters_select_exactly_their_rows(snapshot: Snapshot) -> None:
     assert not snapshot.lexical_mask(np.array([10**9], dtype=np.int64)).any()
 
 
-def test_a_large_delta_is_folded_into_a_full_rebuild(
+def test_large_deltas_are_folded_into_new_main_segments(
     snapshot: Snapshot, components: Components, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import index.build
@@ -174,6 +174,8 @@ def test_a_large_delta_is_folded_into_a_full_rebuild(
         snapshot, _new_document(), embedder=components.embedder, tokenizer=components.tokenizer
     )
     assert added.lexical.delta_size == 0 and added.lexical.main_size == len(added.chunks)
+    assert added.dense.delta_size == 0 and added.dense.size == added.vector_count
+    assert added.manifest.main_segment != snapshot.manifest.main_segment  # written afresh
 
 
 def test_an_older_format_is_rebuilt_by_build(tmp_path: Path, components: Components) -> None:
@@ -244,3 +246,87 @@ def test_old_versions_are_pruned(store: IndexStore, snapshot: Snapshot) -> None:
         store.save(snapshot)
     assert len([p for p in (store.root / "versions").iterdir()]) == 3
     shutil.rmtree(store.root)
+
+
+# ---- delta segments and reused main files -----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_dense_delta_searches_like_one_index_and_leaves_its_base_alone(
+    tmp_path: Path, snapshot: Snapshot, kind: IndexType
+) -> None:
+    vectors, ids = snapshot.dense.export()
+    cut = len(ids) * 3 // 4
+    base = DenseIndex.create(snapshot.dense.dimension, kind)
+    base.add(vectors[:cut], ids[:cut])
+    extended = base.extended(vectors[cut:], ids[cut:])
+    assert (base.size, base.delta_size) == (cut, 0)
+    assert (extended.size, extended.delta_size) == (len(ids), len(ids) - cut)
+    whole = snapshot.dense  # flat, everything in its main segment
+    allowed = ids[::3]
+    for query in vectors[::17]:
+        assert [i for i, _ in extended.search(query, 20)] == [i for i, _ in whole.search(query, 20)]
+        filtered = [i for i, _ in extended.search(query, 20, allowed=allowed)]
+        assert filtered == [i for i, _ in whole.search(query, 20, allowed=allowed)]
+    extended.save(tmp_path / "main.faiss", tmp_path / "delta.faiss")
+    loaded = DenseIndex.load(tmp_path / "main.faiss", kind, delta_path=tmp_path / "delta.faiss")
+    compacted = loaded.compacted()
+    assert compacted.delta_size == 0 and np.array_equal(np.sort(compacted.ids()), np.sort(ids))
+    compacted.remove(ids[cut : cut + 5])
+    assert compacted.size == len(ids) - 5 and loaded.size == len(ids)
+    with pytest.raises(ValueError, match="delta"):
+        extended.save(tmp_path / "again.faiss")
+
+
+def _main_files(store: IndexStore, version: str) -> dict[str, Path]:
+    folder = store.root / "versions" / version
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    return {
+        name: folder / name
+        for name in manifest["files"]
+        if not name.startswith("delta/") and name not in ("lexical_rows.npy", "bm25/segments.json")
+    }
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_an_add_reuses_the_main_segment_files(
+    tmp_path: Path,
+    snapshot: Snapshot,
+    components: Components,
+    monkeypatch: pytest.MonkeyPatch,
+    share: bool,
+) -> None:
+    """Small main segments are copied (each version stands alone); big ones hard-linked."""
+    import index.store
+
+    monkeypatch.setattr(index.store, "SHARE_MIN_BYTES", 0 if share else 1 << 40)
+    store = IndexStore(tmp_path / "index")
+    first = store.save(snapshot)
+    added = with_document(
+        snapshot, _new_document(), embedder=components.embedder, tokenizer=components.tokenizer
+    )
+    assert added.manifest.main_segment == snapshot.manifest.main_segment
+    assert added.dense.delta_size > 0 and added.lexical.delta_size > 0
+    second = store.save(added)
+    before, after = _main_files(store, first), _main_files(store, second)
+    assert before.keys() == after.keys() and {"dense.faiss", "chunks.jsonl"} <= set(after)
+    for name, path in after.items():
+        assert path.read_bytes() == before[name].read_bytes()
+        assert path.samefile(before[name]) == share, name
+    delta = json.loads((store.root / "versions" / second / "delta/documents.json").read_text())
+    assert [d["meta"]["id"] for d in delta] == ["quantum-2027"]
+
+    loaded = store.load()
+    assert loaded.manifest.main_segment == snapshot.manifest.main_segment
+    question = "墨子量子实验室要建什么平台？"
+    for mode in ("dense", "hybrid"):
+        ours = make_retriever(components, loaded).search(question, top_k=5, mode=mode).hits
+        assert ours == make_retriever(components, added).search(question, top_k=5, mode=mode).hits
+        assert ours[0].doc_id == "quantum-2027"
+
+    removed = without_document(loaded, "quantum-2027")  # a removal makes a new main segment
+    assert removed.dense.delta_size == 0 and removed.lexical.delta_size == 0
+    assert removed.manifest.main_segment != snapshot.manifest.main_segment
+    third = store.save(removed)
+    assert not any(p.samefile(after[n]) for n, p in _main_files(store, third).items())
+    assert set(store.load().documents) == set(snapshot.documents)

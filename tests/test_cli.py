@@ -63,7 +63,7 @@ def test_add_then_remove_one_document(cli_env: Path, tmp_path: Path) -> None:
     answer = runner.invoke(app, ["ask", "海淀区量子信息专项资金每年多少？", "--top-k", "1"])
     assert "haidian-quantum" in answer.output
     stats = runner.invoke(app, ["stats"]).output
-    assert "haidian-quantum" in stats and "main segment was built: 1 passages" in stats
+    assert "haidian-quantum" in stats and "main segment was built: 2 passages" in stats
     removed = runner.invoke(app, ["remove", "haidian-quantum"])
     assert removed.exit_code == 0, removed.output
     assert "haidian-quantum" not in runner.invoke(app, ["stats"]).output

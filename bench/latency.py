@@ -176,18 +176,18 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
         SystemExit: the tails cannot make enough variants (use more questions).
     """
     from index.glossary import Glossary
-    from index.language import detect_language
     from index.lexical import Tokenizer
+    from index.retriever import expand_question
 
     glossary = Glossary.load(settings.glossary_path)
     tokenizer = Tokenizer(glossary.chinese_terms)
 
     def signature(question: str) -> tuple[object, ...]:
-        language = detect_language(question)
+        language, expansions, _ = expand_question(question, glossary)
         return (
             language.language,
             language.mixed,
-            tuple(glossary.expand(language.text)),
+            tuple(expansions),
             tuple(tokenizer.anchors(language.text)),
         )
 
@@ -364,15 +364,11 @@ def _time_encodes(model: Any, prompt: str, texts: Sequence[str]) -> list[float]:
 def service_inputs(settings: Settings, questions: Sequence[str]) -> list[str]:
     """The text the service actually embeds: Simplified question plus glossary expansions."""
     from index.glossary import Glossary
-    from index.language import detect_language
+    from index.retriever import expand_question
 
     glossary = Glossary.load(settings.glossary_path)
-    texts: list[str] = []
-    for question in questions:
-        language = detect_language(question)
-        expansions = glossary.expand(language.text) if settings.glossary_expansion else []
-        texts.append(" ".join([language.text, *expansions]))
-    return texts
+    enabled = settings.glossary_expansion
+    return [expand_question(q, glossary, enabled=enabled)[2] for q in questions]
 
 
 # ---- report ------------------------------------------------------------------------------

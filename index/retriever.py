@@ -61,6 +61,20 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def expand_question(
+    question: str, glossary: Glossary, *, enabled: bool = True
+) -> tuple[QueryLanguage, list[str], str]:
+    """The question as it is searched: its language (and Simplified text), the glossary
+    terms it gains, and the text both retrievers see (the two joined).
+
+    Glossary terms anchor an English question in the documents' own vocabulary, and
+    everyday Chinese wording in the documents' terms.
+    """
+    language = detect_language(question)
+    expansions = glossary.expand(language.text) if enabled else []
+    return language, expansions, " ".join([language.text, *expansions])
+
+
 def weighted_rrf(rankings: Iterable[tuple[float, list[int]]], *, k: int) -> list[tuple[int, float]]:
     """Weighted reciprocal-rank fusion, normalised so 1.0 means "first everywhere".
 
@@ -131,16 +145,16 @@ class Retriever:
         snapshot = self.snapshot  # one consistent snapshot for the whole search
         timings: dict[str, float] = {}
         clock = time.perf_counter()
-        language = detect_language(question)
-        expansions = self.glossary.expand(language.text) if self.settings.glossary_expansion else []
+        language, expansions, query_text = expand_question(
+            question, self.glossary, enabled=self.settings.glossary_expansion
+        )
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
         dense: list[tuple[int, float]] = []
         best_slot: dict[int, int] = {}
         if mode in ("hybrid", "dense"):
-            # Glossary terms anchor an English question in the documents' own vocabulary.
-            vector = self.embedder.embed_query(" ".join([language.text, *expansions]))
+            vector = self.embedder.embed_query(query_text)
             timings["embed"] = _ms_since(clock)
             clock = time.perf_counter()
             allowed_vectors = (
@@ -153,7 +167,7 @@ class Retriever:
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
         lexical: list[tuple[int, float]] = []
-        query_tokens = self.tokenizer.tokenize(" ".join([language.text, *expansions]))
+        query_tokens = self.tokenizer.tokenize(query_text)
         if mode in ("hybrid", "lexical"):
             found = snapshot.lexical.search(query_tokens, k=depth, allowed=lexical_mask)
             # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).

@@ -201,12 +201,6 @@ class DenseIndex:
             return faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
         return faiss.SearchParameters(sel=selector)
 
-    def clone(self) -> DenseIndex:
-        """An independent copy that owns its memory (main segment and delta)."""
-        delta = None if self._delta is None else _faiss().clone_index(self._delta)
-        main = _owned_copy(self._index, self.index_type, self._mapped_from)
-        return DenseIndex(main, self.index_type, delta=delta)
-
     def save(self, path: Path, delta_path: Path | None = None, *, main: bool = True) -> None:
         """Write the main segment to ``path`` (unless ``main`` is False: its file is already
         in place) and a non-empty delta to ``delta_path``.

@@ -226,14 +226,14 @@ def test_mmap_load(store: IndexStore) -> None:
 def test_a_memory_mapped_index_can_be_changed_through_a_copy(
     tmp_path: Path, snapshot: Snapshot, kind: IndexType
 ) -> None:
-    """Changes clone first; a clone of a mapped index must own its memory (FAISS aborts
+    """Removals work on a compacted copy, which must own its memory (FAISS aborts
     the process on a write into a mapped file)."""
     vectors, ids = snapshot.dense.export()
     dense = DenseIndex.create(snapshot.dense.dimension, kind, training=vectors)
     dense.add(vectors, ids)
     dense.save(tmp_path / "dense.faiss")
     mapped = DenseIndex.load(tmp_path / "dense.faiss", kind, mmap=True)
-    changed = mapped.clone()
+    changed = mapped.compacted()
     changed.remove(ids[:10])
     changed.add(vectors[:3], ids[:3])
     assert changed.size == mapped.size - 7 and mapped.size == len(ids)

@@ -751,7 +751,7 @@ class SyntheticEmbedder:
 def phase_persist(n: int, folder: Path) -> dict[str, Any]:
     """Add a ~5,000-character document to a real n-passage index end to end, as the admin
     API does: ``with_document`` (new vectors synthetic), then ``IndexStore.save``."""
-    from index.build import build_snapshot, with_document
+    from index.build import build_snapshot, with_document, without_document
     from index.store import IndexStore
 
     settings = Settings()
@@ -804,8 +804,19 @@ def phase_persist(n: int, folder: Path) -> dict[str, Any]:
         adds.append({"derive_s": derived - start, "save_s": time.perf_counter() - derived})
     result["adds"] = adds
     result["add_s"] = float(np.median([a["derive_s"] + a["save_s"] for a in adds]))
-    result["document_chars"] = len(added_doc.text)
     result["store_mib"] = folder_mib(store.root / "versions")
+    removals: dict[str, dict[str, float]] = {}
+    # The last upload withdrawn (only the deltas change), then a document of the main
+    # segment (new main segments: a full rebuild of both indexes).
+    for kind, doc_id in (("added", "bench-new-doc-2"), ("main", "doc-0")):
+        start = time.perf_counter()
+        served = without_document(served, doc_id)
+        derived = time.perf_counter()
+        store.save(served)
+        removals[kind] = {"derive_s": derived - start, "save_s": time.perf_counter() - derived}
+        log(f"{n:,}: removed a {kind} document in {time.perf_counter() - start:.1f} s")
+    result["removals"] = removals
+    result["document_chars"] = len(added_doc.text)
     return result
 
 
@@ -986,9 +997,20 @@ def size_report(n: int, data: dict[str, Any]) -> str:
             )
         )
         parts.append(
-            f"Disk after the four versions (hard links counted once): "
+            f"Disk after the adds, three versions kept (hard links counted once): "
             f"{persist['store_mib']:.0f} MiB."
         )
+        removals = persist.get("removals", {})
+        if removals:
+            parts.append(
+                table(
+                    ["remove", "without_document s", "save s", "total s"],
+                    [
+                        [kind, r["derive_s"], r["save_s"], r["derive_s"] + r["save_s"]]
+                        for kind, r in removals.items()
+                    ],
+                )
+            )
     return "\n\n".join(part for part in parts if part)
 
 

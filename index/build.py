@@ -3,7 +3,8 @@
 Only the changed document is chunked and embedded on an incremental change; the other
 passages keep their vectors and row ids, and an added document's passages go to the BM25
 and dense delta segments until they grow past ``DELTA_MAX_FRACTION`` of the corpus. The
-main segments are then untouched: an add copies and saves only what it adds.
+main segments are then untouched: an add copies and saves only what it adds, and so does
+removing a document that is still in the deltas. Removing any other document rebuilds.
 """
 
 from __future__ import annotations
@@ -137,20 +138,35 @@ def without_document(snapshot: Snapshot, doc_id: str) -> Snapshot:
     if doc_id not in snapshot.documents:
         raise NotFoundError(f"document {doc_id!r} is not in the index")
     doomed = snapshot.rows_for_documents({doc_id})
-    dense = snapshot.dense.compacted()
-    dense.remove(snapshot.vector_ids_for_rows(doomed))
+    doomed_vectors = snapshot.vector_ids_for_rows(doomed)
     gone = set(doomed.tolist())
     tokens = {r: t for r, t in snapshot.tokens.items() if r not in gone}
+    lexical: tuple[LexicalIndex, np.ndarray]
+    if len(doomed) and np.isin(doomed, snapshot.delta_rows).all():
+        # Added since the main segment was made: only the deltas change (e.g. an upload
+        # replaced or withdrawn soon after), and the main segment's files are reused.
+        kept = snapshot.delta_rows[~np.isin(snapshot.delta_rows, doomed)]
+        main_rows = snapshot.lexical_rows[: snapshot.lexical.main_size]
+        lexical = (
+            snapshot.lexical.with_delta([tokens[int(row)] for row in kept]),
+            np.concatenate([main_rows, kept]),
+        )
+        dense = snapshot.dense.without_added(doomed_vectors)
+        main_segment = snapshot.manifest.main_segment
+    else:  # a main-segment document: new main segments without it (a full rebuild)
+        dense = snapshot.dense.compacted()
+        dense.remove(doomed_vectors)
+        lexical, main_segment = _full_lexical(tokens), new_main_segment()
     return _assemble(
         documents={k: v for k, v in snapshot.documents.items() if k != doc_id},
         chunks={r: c for r, c in snapshot.chunks.items() if r not in gone},
         tokens=tokens,
-        lexical=_full_lexical(tokens),
+        lexical=lexical,
         dense=dense,
         next_row_id=snapshot.manifest.next_row_id,
         model_id=snapshot.manifest.model_id,
         chunking=snapshot.manifest.chunking,
-        main_segment=new_main_segment(),
+        main_segment=main_segment,
     )
 
 

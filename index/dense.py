@@ -120,6 +120,20 @@ class DenseIndex:
         _add(delta, vectors, ids)
         return DenseIndex(self._index, self.index_type, mapped_from=self._mapped_from, delta=delta)
 
+    def without_added(self, ids: np.ndarray) -> DenseIndex:
+        """A new index without these vectors, all of them in the delta; this one is
+        unchanged and shares its main segment with the new one.
+
+        Raises:
+            ValueError: an id is not in the delta.
+        """
+        if self._delta is None or not np.isin(ids, _ids(self._delta)).all():
+            raise ValueError("only vectors in the delta segment can be taken out of it")
+        faiss = _faiss()
+        delta = faiss.clone_index(self._delta)
+        delta.remove_ids(faiss.IDSelectorBatch(ids.astype(np.int64)))
+        return DenseIndex(self._index, self.index_type, mapped_from=self._mapped_from, delta=delta)
+
     def compacted(self) -> DenseIndex:
         """An independent copy with the delta folded into the main segment."""
         main = _owned_copy(self._index, self.index_type, self._mapped_from)

@@ -138,6 +138,13 @@ class LexicalIndex:
         index._delta = self._delta.extended(corpus_tokens)
         return index
 
+    def with_delta(self, corpus_tokens: Sequence[list[str]]) -> LexicalIndex:
+        """A new index whose delta holds exactly these passages (the main segment shared):
+        how passages are taken out of the delta."""
+        index = copy.copy(self)
+        index._delta = _Delta().extended(corpus_tokens)
+        return index
+
     def search(
         self, query_tokens: list[str], *, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:

@@ -15,6 +15,7 @@ from index.dense import DenseIndex, IndexType, choose_index_type
 from index.documents import Document, DocumentMeta
 from index.errors import IndexIntegrityError, NotFoundError
 from index.pipeline import Components, ensure_snapshot, make_retriever
+from index.retriever import MODES
 from index.settings import Settings
 from index.snapshot import FORMAT_VERSION, Snapshot
 from index.store import IndexStore
@@ -324,9 +325,24 @@ def test_an_add_reuses_the_main_segment_files(
         assert ours == make_retriever(components, added).search(question, top_k=5, mode=mode).hits
         assert ours[0].doc_id == "quantum-2027"
 
-    removed = without_document(loaded, "quantum-2027")  # a removal makes a new main segment
-    assert removed.dense.delta_size == 0 and removed.lexical.delta_size == 0
+    # Taking the added document out again only changes the deltas...
+    withdrawn = without_document(loaded, "quantum-2027")
+    assert withdrawn.dense.delta_size == 0 and withdrawn.lexical.delta_size == 0
+    assert withdrawn.manifest.main_segment == snapshot.manifest.main_segment
+    third = store.save(withdrawn)
+    for name, path in _main_files(store, third).items():
+        assert path.samefile(after[name]) == share
+    reloaded = store.load()
+    assert set(reloaded.documents) == set(snapshot.documents)
+    for mode in MODES:
+        now = make_retriever(components, reloaded).search(question, top_k=5, mode=mode)
+        then = make_retriever(components, snapshot).search(question, top_k=5, mode=mode)
+        assert now.hits == then.hits
+
+    # ...removing a document of the main segment makes a new one, written afresh.
+    doc_id = next(iter(snapshot.documents))
+    removed = without_document(reloaded, doc_id)
     assert removed.manifest.main_segment != snapshot.manifest.main_segment
-    third = store.save(removed)
-    assert not any(p.samefile(after[n]) for n, p in _main_files(store, third).items())
-    assert set(store.load().documents) == set(snapshot.documents)
+    fourth = store.save(removed)
+    assert not any(p.samefile(after[n]) for n, p in _main_files(store, fourth).items())
+    assert set(store.load().documents) == set(snapshot.documents) - {doc_id}

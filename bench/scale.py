@@ -201,6 +201,15 @@ def sentence_pool(settings: Settings, tokenizer: Tokenizer) -> SentencePool:
     return SentencePool(sentences, [tokenizer.tokenize(s) for s in sentences])
 
 
+def real_text() -> tuple[Settings, Tokenizer, SentencePool]:
+    """What every text phase starts from: settings, the real tokenizer, the sentence pool
+    (bm25s imported first, so its import is not timed)."""
+    _import_bm25s()
+    settings = Settings()
+    tokenizer = make_tokenizer(settings)
+    return settings, tokenizer, sentence_pool(settings, tokenizer)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Which sentences make up each passage: ``ids[offsets[i]:offsets[i + 1]]``."""
@@ -466,10 +475,7 @@ def phase_dense_build(n: int, index_type: IndexType, folder: Path, queries: int)
 
 def phase_lexical_build(n: int, folder: Path) -> dict[str, Any]:
     """Build BM25 with the real LexicalIndex over real terms; check the term shortcut."""
-    _import_bm25s()
-    settings = Settings()
-    tokenizer = make_tokenizer(settings)
-    pool = sentence_pool(settings, tokenizer)
+    _, tokenizer, pool = real_text()
     tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
     sample = np.random.default_rng([SEED, n, 6]).choice(n, size=min(n, 200), replace=False)
     start = time.perf_counter()
@@ -655,10 +661,7 @@ def phase_lexical_query(n: int, folder: Path, queries: int) -> dict[str, Any]:
 
 def phase_update(n: int, folder: Path) -> dict[str, Any]:
     """Add one ~5,000-character document to the n-passage index, as ``with_document`` does."""
-    _import_bm25s()
-    settings = Settings()
-    tokenizer = make_tokenizer(settings)
-    pool = sentence_pool(settings, tokenizer)
+    settings, tokenizer, pool = real_text()
     tokens = PassageTokens(pool, passage_layout(n, len(pool.sentences), SEED))
     document = new_document(pool, SEED)
     chunks = chunk_document(
@@ -754,9 +757,7 @@ def phase_persist(n: int, folder: Path) -> dict[str, Any]:
     from index.build import build_snapshot, with_document, without_document
     from index.store import IndexStore
 
-    settings = Settings()
-    tokenizer = make_tokenizer(settings)
-    pool = sentence_pool(settings, tokenizer)
+    settings, tokenizer, pool = real_text()
     embedder: Any = SyntheticEmbedder(SEED)
     documents: list[Document] = []
     passages = 0

@@ -11,7 +11,8 @@ Run ``python -m bench.latency`` (``make bench``). One run:
    (A B B A ...) so a drift in the shared machine's load hits both alike;
 3. times the bare ``SentenceTransformer.encode`` of one query in this process with the model
    the service embeds queries with (same folder, precision and torch thread settings), and
-   the float32 model the baseline runs;
+   the float32 model the baseline runs, on the same questions, after each 1-client round
+   (so the ratio compares times taken minutes, not a whole run, apart);
 4. prints p50/p95/p99, throughput and errors, the ratios and PASS/FAIL per target, and
    writes ``var/reports/bench.json``.
 
@@ -30,7 +31,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,8 +297,13 @@ async def measure_http(
     timed: dict[int, list[str]],
     rounds: int,
     top_k: int,
+    after_single_round: Callable[[Sequence[str]], None] = lambda _: None,
 ) -> dict[str, dict[str, RunResult]]:
-    """Warm up, run every concurrency in alternating rounds, then the cached-question run."""
+    """Warm up, run every concurrency in alternating rounds, then the cached-question run.
+
+    ``after_single_round`` gets each 1-client round's questions once both systems answered
+    them (it blocks the loop, which is idle then).
+    """
     clients = {
         s.name: httpx.AsyncClient(
             base_url=urls[s.name],
@@ -327,6 +333,8 @@ async def measure_http(
                         top_k=top_k,
                     )
                     results[system.name].setdefault(str(concurrency), RunResult()).merge(run)
+                if concurrency == 1:
+                    after_single_round(questions[start : start + size])
         for system in systems:  # warm-up questions again: the service's cache answers these
             results[system.name]["cached"] = await drive(
                 clients[system.name], system, list(warmup) * 2, concurrency=1, top_k=top_k
@@ -554,24 +562,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"starting {', '.join(urls)}; waiting for /readyz")
         for system in systems:
             wait_ready(urls[system.name], system.name, args.ready_timeout, log_dir)
-        progress("both ready; timing the bare embedding")
+        progress("both ready; loading the model for the bare embedding")
         # Loaded as the service loads it: same query model, precision and torch threads.
         embedder = Embedder.from_settings(settings)
         model = embedder.query_model
-        as_served = service_inputs(settings, timed[1])
-        floor_raw = embedding_floor(model, settings.query_prompt, timed[1])
-        floor_service = embedding_floor(model, settings.query_prompt, as_served)
-        floor_float32 = embedding_floor(embedder.model, settings.query_prompt, timed[1])
-        progress("driving both servers")
+        floors: dict[str, list[float]] = {
+            "raw": [],
+            "as_service_embeds": [],
+            "float32_as_baseline": [],
+        }
+
+        def time_bare(questions: Sequence[str]) -> None:
+            prompt = settings.query_prompt
+            floors["raw"] += embedding_floor(model, prompt, questions)
+            served = service_inputs(settings, questions)
+            floors["as_service_embeds"] += embedding_floor(model, prompt, served)
+            floors["float32_as_baseline"] += embedding_floor(embedder.model, prompt, questions)
+
+        progress("driving both servers (the bare embedding after each 1-client round)")
         results = asyncio.run(
             measure_http(
-                urls, systems, warmup=warmup, timed=timed, rounds=args.rounds, top_k=args.top_k
+                urls,
+                systems,
+                warmup=warmup,
+                timed=timed,
+                rounds=args.rounds,
+                top_k=args.top_k,
+                after_single_round=time_bare,
             )
         )
-        progress("timing the bare embedding again")
-        floor_raw += embedding_floor(model, settings.query_prompt, timed[1])
-        floor_service += embedding_floor(model, settings.query_prompt, as_served)
-        floor_float32 += embedding_floor(embedder.model, settings.query_prompt, timed[1])
     load_after = os.getloadavg()
 
     import torch
@@ -593,11 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{k: v for k, v in vars(args).items() if k not in {"data_dir", "out"}},
             "distinct_timed_questions": sum(len(q) for q in timed.values()),
         },
-        "embedding": {
-            "raw": summarise(floor_raw),
-            "as_service_embeds": summarise(floor_service),
-            "float32_as_baseline": summarise(floor_float32),
-        },
+        "embedding": {label: summarise(samples) for label, samples in floors.items()},
         "query_precision": embedder.query_precision,
         "runs": {
             name: {

@@ -188,6 +188,7 @@ def _embed(
 
 
 def new_main_segment() -> str:
+    """A fresh main-segment id: whatever was built now shares no files with older versions."""
     return uuid.uuid4().hex
 
 

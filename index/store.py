@@ -22,8 +22,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,21 +141,19 @@ def _hard_link(source: Path, target: Path) -> bool:
     return True
 
 
-def _write_documents(path: Path, snapshot: Snapshot, *, exclude: AbstractSet[str]) -> None:
+def _write_documents(path: Path, snapshot: Snapshot, doc_ids: Iterable[str]) -> None:
     documents = [
-        {"meta": doc.meta.to_dict(), "text": doc.text}
-        for doc_id, doc in snapshot.documents.items()
-        if doc_id not in exclude
+        {"meta": snapshot.documents[doc_id].meta.to_dict(), "text": snapshot.documents[doc_id].text}
+        for doc_id in doc_ids
     ]
     path.write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
 
 
-def _write_chunks(path: Path, snapshot: Snapshot, *, exclude: AbstractSet[int]) -> None:
+def _write_chunks(path: Path, snapshot: Snapshot, rows: Iterable[int]) -> None:
     with path.open("w", encoding="utf-8") as handle:
-        for row, chunk in snapshot.chunks.items():
-            if row not in exclude:
-                record = {"row": row, **asdict(chunk), "tokens": snapshot.tokens[row]}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for row in rows:
+            record = {"row": row, **asdict(snapshot.chunks[row]), "tokens": snapshot.tokens[row]}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -328,20 +325,18 @@ class IndexStore:
         then what was added since (``delta/``, the BM25 segments, the row map)."""
         folder.mkdir(parents=True)
         (folder / DELTA).mkdir()
-        delta_rows = set(snapshot.delta_rows.tolist())
-        delta_docs = {snapshot.chunks[row].doc_id for row in delta_rows}
+        # Only the delta is walked on an add: the main segment is touched only when written.
+        delta_rows = snapshot.delta_rows.tolist()
+        delta_docs = list(dict.fromkeys(snapshot.chunks[row].doc_id for row in delta_rows))
         reused, linked = self._reuse_main(snapshot.manifest.main_segment, folder)
         if not reused:
-            _write_documents(folder / "documents.json", snapshot, exclude=delta_docs)
-            _write_chunks(folder / "chunks.jsonl", snapshot, exclude=delta_rows)
-        _write_documents(
-            folder / DELTA / "documents.json",
-            snapshot,
-            exclude=snapshot.documents.keys() - delta_docs,
-        )
-        _write_chunks(
-            folder / DELTA / "chunks.jsonl", snapshot, exclude=snapshot.chunks.keys() - delta_rows
-        )
+            added_rows, added_docs = set(delta_rows), set(delta_docs)
+            main_docs = (d for d in snapshot.documents if d not in added_docs)
+            _write_documents(folder / "documents.json", snapshot, main_docs)
+            main_rows = (r for r in snapshot.chunks if r not in added_rows)
+            _write_chunks(folder / "chunks.jsonl", snapshot, main_rows)
+        _write_documents(folder / DELTA / "documents.json", snapshot, delta_docs)
+        _write_chunks(folder / DELTA / "chunks.jsonl", snapshot, delta_rows)
         np.save(folder / "lexical_rows.npy", snapshot.lexical_rows)
         snapshot.dense.save(folder / "dense.faiss", folder / DELTA / "dense.faiss", main=not reused)
         snapshot.lexical.save(folder / "bm25", main=not reused)

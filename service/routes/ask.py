@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from index.retriever import SearchResult
 from service.answer import extract_answer
@@ -21,7 +21,7 @@ async def ask(body: AskRequest, state: StateDep, metrics: MetricsDep) -> AskResp
     """Answer a Chinese or English question with passages quoted from the documents."""
     retriever = state.retriever
     # The model call blocks for milliseconds: the one step that goes to the thread pool.
-    result = await run_in_threadpool(
+    result = await asyncio.to_thread(
         retriever.search, body.question, top_k=body.top_k, mode=body.mode, doc_ids=body.doc_ids
     )
     metrics.observe_stages(result.timings_ms)

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from index.errors import NotFoundError
 from service.deps import RetrievalGuard, StateDep
@@ -31,7 +32,7 @@ async def retrieval(body: DifyRetrievalRequest, state: StateDep) -> DifyRetrieva
         if body.knowledge_id not in retriever.snapshot.documents:
             raise NotFoundError(f"knowledge {body.knowledge_id!r} does not exist")
         doc_ids = [body.knowledge_id]
-    result = await run_in_threadpool(
+    result = await asyncio.to_thread(
         retriever.search, body.query, top_k=body.retrieval_setting.top_k, doc_ids=doc_ids
     )
     return DifyRetrievalResponse(

@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install system-deps model index serve test lint format audit eval bench bench-scale soak container clean
+.PHONY: help install system-deps model index serve test lint format audit eval bench bench-overhead bench-scale soak container clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ eval: index ## Evaluate retrieval on the gold set; writes var/reports/
 
 bench: index ## Latency benchmark of the real server over loopback
 	$(BIN)/python -m bench.latency $(BENCH_ARGS)
+
+bench-overhead: index ## What each layer adds to the bare query embedding
+	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
 
 bench-scale: install ## Index scaling benchmark (10k/100k/1M passages)
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)

@@ -307,12 +307,14 @@ async def measure_http(
     them (it blocks the loop, which is idle then).
     """
     # aiohttp: httpx spent 0.5-0.9 ms of its own per request on this machine, a share
-    # of the measured latency that belongs to neither system.
+    # of the measured latency that belongs to neither system. Idle connections are
+    # dropped before uvicorn's 5 s keep-alive ends them (aiohttp does not retry a POST
+    # on a connection the server closed while the bare embedding was being timed).
     clients = {
         s.name: aiohttp.ClientSession(
             base_url=urls[s.name],
             timeout=aiohttp.ClientTimeout(total=60.0),
-            connector=aiohttp.TCPConnector(limit=64),
+            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=2.0),
         )
         for s in systems
     }
@@ -352,25 +354,30 @@ async def measure_http(
 # ---- the bare embedding ------------------------------------------------------------------
 
 
-def embedding_floor(model: Any, prompt: str, texts: Sequence[str]) -> list[float]:
-    """ms per plain ``SentenceTransformer.encode`` of one query with the prompt, no cache.
+def embedding_floor(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
+    """ms per call of ``embed`` on one query, each text once (so no cache can answer).
 
     Runs on a worker thread, as the service's endpoint does: with more than one torch
     thread, OpenMP behaved very differently on the main thread (10x slower under load).
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_time_encodes, model, prompt, texts).result()
+        return pool.submit(_time_calls, embed, texts).result()
 
 
-def _time_encodes(model: Any, prompt: str, texts: Sequence[str]) -> list[float]:
+def _time_calls(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
     for text in texts[:5]:
-        model.encode([text], prompt=prompt, show_progress_bar=False)
+        embed(text)
     timings: list[float] = []
     for text in texts:
         start = time.perf_counter()
-        model.encode([text], prompt=prompt, show_progress_bar=False)
+        embed(text)
         timings.append((time.perf_counter() - start) * 1000)
     return timings
+
+
+def st_encode(model: Any, prompt: str) -> Callable[[str], object]:
+    """A plain ``SentenceTransformer.encode`` of one query with its prompt."""
+    return lambda text: model.encode([text], prompt=prompt, show_progress_bar=False)
 
 
 def service_inputs(settings: Settings, questions: Sequence[str]) -> list[str]:
@@ -573,15 +580,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         floors: dict[str, list[float]] = {
             "raw": [],
             "as_service_embeds": [],
+            "service_model_call": [],
             "float32_as_baseline": [],
         }
 
         def time_bare(questions: Sequence[str]) -> None:
             prompt = settings.query_prompt
-            floors["raw"] += embedding_floor(model, prompt, questions)
+            floors["raw"] += embedding_floor(st_encode(model, prompt), questions)
             served = service_inputs(settings, questions)
-            floors["as_service_embeds"] += embedding_floor(model, prompt, served)
-            floors["float32_as_baseline"] += embedding_floor(embedder.model, prompt, questions)
+            floors["as_service_embeds"] += embedding_floor(st_encode(model, prompt), served)
+            floors["service_model_call"] += embedding_floor(embedder.encode_query, served)
+            floors["float32_as_baseline"] += embedding_floor(
+                st_encode(embedder.model, prompt), questions
+            )
 
         progress("driving both servers (the bare embedding after each 1-client round)")
         results = asyncio.run(

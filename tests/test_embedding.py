@@ -36,7 +36,7 @@ def test_a_question_embeds_as_sentence_transformers_encode_embeds_it(embedder: E
     """The query path skips ``encode``'s batch machinery, not any of the model's work."""
     model = embedder.query_model
     for question in [*QUESTIONS, "x" * 3000]:  # the last one is truncated to the model's limit
-        ours = embedder._encode_query(question)
+        ours = embedder.encode_query(question)
         theirs = np.asarray(
             model.encode([question], prompt=embedder.query_prompt, batch_size=1), np.float32
         )[0]

@@ -1,0 +1,217 @@
+"""Where policy-qa's time over the bare query embedding goes, layer by layer, over loopback.
+
+Run ``python -m bench.overhead`` (``make bench-overhead``). It starts the real service and
+a bare ASGI app (``create_app`` below) that loads the same model and index the same way
+and answers, one layer more per path:
+
+* ``POST /embed``: the query model call only, on a worker thread as the service makes it;
+* ``POST /search``: the whole retriever (expansion, the model call, FAISS, BM25, fusion,
+  name and year anchors);
+* ``POST /answer``: plus answer extraction and the response model, serialised.
+
+The real service's ``/v1/ask`` adds FastAPI: validation, dependencies and middleware. At one
+client, each layer gets its own distinct questions in alternating rounds, and the model call
+itself is timed in this process after each round: the ratio of each layer to that bare call
+shows what each layer costs, on the same machine at the same minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.latency import (
+    RunResult,
+    System,
+    distinct_questions,
+    drive,
+    embedding_floor,
+    load_questions,
+    progress,
+    service_inputs,
+    st_encode,
+    summarise,
+    wait_ready,
+)
+from bench.server import OFFLINE_ENV, free_port, uvicorn_process
+from index.embedding import Embedder
+from index.settings import PROJECT_ROOT, Settings
+
+REPORT = PROJECT_ROOT / "var" / "reports" / "overhead.json"
+LAYERS = ("/embed", "/search", "/answer")
+UNLIMITED = 1_000_000_000
+
+
+def create_app() -> Any:
+    """The bare ASGI app: the service's own model, index and response code, no framework."""
+    from index.retriever import expand_question
+    from service.routes.ask import build_response
+    from service.schemas import AskRequest
+    from service.state import ServiceState
+
+    state = ServiceState(Settings())
+    state.load()  # before serving: uvicorn starts accepting once the factory returns
+    retriever = state.retriever
+
+    def layer(path: str, question: str) -> str:
+        if path == "/embed":
+            text = expand_question(question, retriever.glossary)[2]  # what the retriever embeds
+            start = time.perf_counter()
+            retriever.embedder.encode_query(text)
+            return json.dumps({"timings_ms": {"embed": (time.perf_counter() - start) * 1e3}})
+        result = retriever.search(question, top_k=5)
+        if path == "/search":
+            return json.dumps({"timings_ms": result.timings_ms})
+        body = AskRequest(question=question)
+        return build_response(body, result, tokenize=retriever.tokenizer.tokenize).model_dump_json()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        if scope["path"] in LAYERS:
+            question = json.loads(body)["question"]
+            payload = await asyncio.to_thread(layer, scope["path"], question)
+        else:  # /readyz for wait_ready
+            payload = "{}"
+        data = payload.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+async def measure(
+    systems: Sequence[tuple[System, str]],
+    questions: Sequence[str],
+    *,
+    rounds: int,
+    after_round: Any,
+) -> dict[str, RunResult]:
+    """Each system its own slice of ``questions`` per round, in alternating order."""
+    results = {system.name: RunResult() for system, _ in systems}
+    sessions = {
+        system.name: aiohttp.ClientSession(
+            base_url=url, connector=aiohttp.TCPConnector(keepalive_timeout=2.0)
+        )
+        for system, url in systems
+    }
+    try:
+        for system, _ in systems:  # warm-up: thread pools, connections
+            await drive(sessions[system.name], system, questions[:20], concurrency=1, top_k=5)
+        size = (len(questions) - 20) // (rounds * len(systems))
+        position = 20
+        for number in range(rounds):
+            order = systems if number % 2 == 0 else list(reversed(systems))
+            asked: list[str] = []
+            for system, _ in order:
+                batch = questions[position : position + size]
+                position += size
+                asked += batch
+                run = await drive(sessions[system.name], system, batch, concurrency=1, top_k=5)
+                results[system.name].merge(run)
+            after_round(asked)
+            progress(f"round {number + 1} of {rounds}")
+    finally:
+        for session in sessions.values():
+            await session.close()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per layer")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / "var")
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    env = {
+        **OFFLINE_ENV,
+        "POLICY_QA_DATA_DIR": str(args.data_dir.resolve()),
+        "POLICY_QA_LOG_LEVEL": "WARNING",
+        "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
+        "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
+    }
+    os.environ.update(env)
+    settings = Settings()
+    layers = [System(path.strip("/"), "", path, {}, env) for path in LAYERS]
+    service = System("service", "", "/v1/ask", {"mode": "hybrid"}, env)
+    needed = 20 + args.requests * (len(layers) + 1)
+    questions = distinct_questions(load_questions(40), needed, settings)
+    logs = args.out.parent
+    floors: dict[str, list[float]] = {"model_call": [], "st_encode": []}
+    embedder = Embedder.from_settings(settings)
+    embedder.prepare_queries()
+
+    def time_bare(asked: Sequence[str]) -> None:
+        floors["model_call"] += embedding_floor(
+            embedder.encode_query, service_inputs(settings, asked)
+        )
+        floors["st_encode"] += embedding_floor(
+            st_encode(embedder.query_model, settings.query_prompt), asked
+        )
+
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for name, app in (
+            ("layers", "bench.overhead:create_app"),
+            ("service", "service.app:create_app"),
+        ):
+            port = free_port()
+            stack.enter_context(
+                uvicorn_process(
+                    app, port=port, env=env, log_path=logs / f"overhead-{name}.log", quiet=True
+                )
+            )
+            urls[name] = f"http://127.0.0.1:{port}"
+        for name, url in urls.items():
+            wait_ready(url, name, 900.0, logs)
+        progress("both servers ready")
+        systems = [*((layer, urls["layers"]) for layer in layers), (service, urls["service"])]
+        results = asyncio.run(
+            measure(systems, questions, rounds=args.rounds, after_round=time_bare)
+        )
+
+    bare = float(np.median(floors["model_call"]))
+    report: dict[str, Any] = {
+        "load": os.getloadavg(),
+        "bare": {name: summarise(samples) for name, samples in floors.items()},
+        "layers": {},
+    }
+    print(f"bare model call (as the service makes it): p50 {bare:.2f} ms")
+    print(f"bare SentenceTransformer.encode: p50 {float(np.median(floors['st_encode'])):.2f} ms")
+    columns = ("p50 ms", "p95 ms", "x bare", "model call in it", "errors")
+    print(f"{'layer':<10} " + " ".join(f"{c:>{max(8, len(c))}}" for c in columns))
+    for name, run in results.items():
+        summary = summarise(run.latencies_ms, errors=run.errors)
+        inside = [stage["embed"] for stage in run.stages_ms if "embed" in stage]
+        summary["embed_stage_p50_ms"] = round(float(np.median(inside)), 2) if inside else None
+        summary["ratio_to_bare"] = round(summary.get("p50_ms", 0.0) / bare, 3)
+        report["layers"][name] = summary
+        print(
+            f"{name:<10} {summary.get('p50_ms', 0):>8.2f} {summary.get('p95_ms', 0):>8.2f} "
+            f"{summary['ratio_to_bare']:>8.3f} {summary['embed_stage_p50_ms'] or 0:>16.2f} "
+            f"{run.errors:>8}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,7 +55,7 @@ UNLIMITED = 1_000_000_000
 def create_app() -> Any:
     """The bare ASGI app: the service's own model, index and response code, no framework."""
     from index.retriever import expand_question
-    from service.routes.ask import build_response
+    from service.routes.ask import answer_question
     from service.schemas import AskRequest
     from service.state import ServiceState
 
@@ -69,11 +69,9 @@ def create_app() -> Any:
             start = time.perf_counter()
             retriever.embedder.encode_query(text)
             return json.dumps({"timings_ms": {"embed": (time.perf_counter() - start) * 1e3}})
-        result = retriever.search(question, top_k=5)
         if path == "/search":
-            return json.dumps({"timings_ms": result.timings_ms})
-        body = AskRequest(question=question)
-        return build_response(body, result, tokenize=retriever.tokenizer.tokenize).model_dump_json()
+            return json.dumps({"timings_ms": retriever.search(question, top_k=5).timings_ms})
+        return answer_question(retriever, AskRequest(question=question))[1].model_dump_json()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from index.retriever import SearchResult
+from index.retriever import Retriever, SearchResult
 from service.answer import extract_answer
 from service.deps import MetricsDep, PublicGuard, StateDep
 from service.errors import error_responses
@@ -19,15 +19,19 @@ router = APIRouter(tags=["ask"], responses=error_responses(400, 403, 413, 422, 4
 @router.post("/v1/ask", response_model=AskResponse, dependencies=[PublicGuard])
 async def ask(body: AskRequest, state: StateDep, metrics: MetricsDep) -> AskResponse:
     """Answer a Chinese or English question with passages quoted from the documents."""
-    retriever = state.retriever
-    # The model call blocks for milliseconds: the one step that goes to the thread pool.
-    result = await asyncio.to_thread(
-        retriever.search, body.question, top_k=body.top_k, mode=body.mode, doc_ids=body.doc_ids
-    )
+    # The model call blocks for milliseconds, and answer extraction may run jieba over
+    # sentences it has not seen: both go to the thread pool, in one hop.
+    result, response = await asyncio.to_thread(answer_question, state.retriever, body)
     metrics.observe_stages(result.timings_ms)
     if result.no_answer:
         metrics.no_answer.inc()
-    return build_response(body, result, tokenize=retriever.tokenizer.tokenize)
+    return response
+
+
+def answer_question(retriever: Retriever, body: AskRequest) -> tuple[SearchResult, AskResponse]:
+    """Search, then shape the result as the public response."""
+    result = retriever.search(body.question, top_k=body.top_k, mode=body.mode, doc_ids=body.doc_ids)
+    return result, build_response(body, result, tokenize=retriever.tokenizer.tokenize)
 
 
 def build_response(

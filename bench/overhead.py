@@ -7,9 +7,12 @@ and answers, one layer more per path:
 * ``POST /embed``: the query model call only, on a worker thread as the service makes it;
 * ``POST /search``: the whole retriever (expansion, the model call, FAISS, BM25, fusion,
   name and year anchors);
-* ``POST /answer``: plus answer extraction and the response model, serialised.
+* ``POST /answer``: plus answer extraction and the response model, serialised;
+* ``POST /fastapi``: the same, as a plain FastAPI route (body validation, response model)
+  without the service's dependencies and middleware.
 
-The real service's ``/v1/ask`` adds FastAPI: validation, dependencies and middleware. At one
+The real service's ``/v1/ask`` adds its dependencies (state, rate limit, origin check) and
+middleware (request id, metrics, security headers, CORS, body and time limits). At one
 client, each layer gets its own distinct questions in alternating rounds, and the model call
 itself is timed in this process after each round: the ratio of each layer to that bare call
 shows what each layer costs, on the same machine at the same minutes.
@@ -29,6 +32,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from fastapi import FastAPI, Request
 
 from bench.latency import (
     RunResult,
@@ -46,17 +50,18 @@ from bench.latency import (
 from bench.server import OFFLINE_ENV, free_port, uvicorn_process
 from index.embedding import Embedder
 from index.settings import PROJECT_ROOT, Settings
+from service.routes.ask import answer_question
+from service.schemas import AskRequest, AskResponse
 
 REPORT = PROJECT_ROOT / "var" / "reports" / "overhead.json"
 LAYERS = ("/embed", "/search", "/answer")
+PATHS = (*LAYERS, "/fastapi")
 UNLIMITED = 1_000_000_000
 
 
 def create_app() -> Any:
     """The bare ASGI app: the service's own model, index and response code, no framework."""
     from index.retriever import expand_question
-    from service.routes.ask import answer_question
-    from service.schemas import AskRequest
     from service.state import ServiceState
 
     state = ServiceState(Settings())
@@ -73,8 +78,15 @@ def create_app() -> Any:
             return json.dumps({"timings_ms": retriever.search(question, top_k=5).timings_ms})
         return answer_question(retriever, AskRequest(question=question))[1].model_dump_json()
 
+    framework = FastAPI()
+    framework.state.retriever = retriever
+    framework.post("/fastapi", response_model=AskResponse)(plain_route)
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/fastapi":
+            await framework(scope, receive, send)
             return
         body, more = b"", True
         while more:
@@ -91,6 +103,12 @@ def create_app() -> Any:
         await send({"type": "http.response.body", "body": data})
 
     return app
+
+
+async def plain_route(body: AskRequest, request: Request) -> AskResponse:
+    """``/v1/ask``'s work as a plain FastAPI route: no dependencies, no middleware."""
+    retriever = request.app.state.retriever
+    return (await asyncio.to_thread(answer_question, retriever, body))[1]
 
 
 async def measure(
@@ -146,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     os.environ.update(env)
     settings = Settings()
-    layers = [System(path.strip("/"), "", path, {}, env) for path in LAYERS]
+    layers = [System(path.strip("/"), "", path, {}, env) for path in PATHS]
     service = System("service", "", "/v1/ask", {"mode": "hybrid"}, env)
     needed = 20 + args.requests * (len(layers) + 1)
     questions = distinct_questions(load_questions(40), needed, settings)

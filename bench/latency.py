@@ -41,7 +41,7 @@ import aiohttp
 import httpx
 import numpy as np
 
-from bench.server import free_port, uvicorn_process
+from bench.server import OFFLINE_ENV, free_port, uvicorn_process
 from index.embedding import Embedder, usable_cpus
 from index.settings import PROJECT_ROOT, Settings
 
@@ -227,6 +227,32 @@ def running(system: System, log_dir: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+def service_env(data_dir: Path) -> dict[str, str]:
+    """The service's environment in a benchmark: offline, quiet, rate limits out of reach."""
+    return {
+        **OFFLINE_ENV,
+        "POLICY_QA_DATA_DIR": str(data_dir),
+        "POLICY_QA_LOG_LEVEL": "WARNING",
+        "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
+        "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
+    }
+
+
+def client_session(url: str) -> aiohttp.ClientSession:
+    """A keep-alive HTTP client for one server.
+
+    aiohttp: httpx spent 0.5-0.9 ms of its own per request on this machine, a share of the
+    measured latency that belongs to neither system. Idle connections are dropped before
+    uvicorn's 5 s keep-alive ends them (aiohttp does not retry a POST on a connection the
+    server closed while the bare embedding was being timed).
+    """
+    return aiohttp.ClientSession(
+        base_url=url,
+        timeout=aiohttp.ClientTimeout(total=60.0),
+        connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=2.0),
+    )
+
+
 def wait_ready(url: str, name: str, timeout_s: float, log_dir: Path) -> None:
     """Poll ``/readyz`` until 200.
 
@@ -306,18 +332,7 @@ async def measure_http(
     ``after_single_round`` gets each 1-client round's questions once both systems answered
     them (it blocks the loop, which is idle then).
     """
-    # aiohttp: httpx spent 0.5-0.9 ms of its own per request on this machine, a share
-    # of the measured latency that belongs to neither system. Idle connections are
-    # dropped before uvicorn's 5 s keep-alive ends them (aiohttp does not retry a POST
-    # on a connection the server closed while the bare embedding was being timed).
-    clients = {
-        s.name: aiohttp.ClientSession(
-            base_url=urls[s.name],
-            timeout=aiohttp.ClientTimeout(total=60.0),
-            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=2.0),
-        )
-        for s in systems
-    }
+    clients = {s.name: client_session(urls[s.name]) for s in systems}
     results: dict[str, dict[str, RunResult]] = {s.name: {} for s in systems}
     try:
         for system in systems:  # model, jieba, thread pools and keep-alive connections
@@ -521,12 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole benchmark; return 1 with ``--check`` when a target fails."""
     args = parse_args(argv)
     data_dir = args.data_dir.resolve()
-    common = {
-        "POLICY_QA_DATA_DIR": str(data_dir),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
+    common = {**OFFLINE_ENV, "POLICY_QA_DATA_DIR": str(data_dir)}
     os.environ.update(common)
     settings = Settings(data_dir=data_dir)
     systems = [
@@ -535,13 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             SERVICE_APP,
             "/v1/ask",
             {"mode": "hybrid"},
-            {
-                **common,
-                "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
-                "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
-                "POLICY_QA_LOG_LEVEL": "WARNING",
-                "WEB_CONCURRENCY": str(args.workers),
-            },
+            {**service_env(data_dir), "WEB_CONCURRENCY": str(args.workers)},
             workers=args.workers,
         ),
         System(
@@ -584,10 +588,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "float32_as_baseline": [],
         }
 
+        as_served = dict(zip(timed[1], service_inputs(settings, timed[1]), strict=True))
+
         def time_bare(questions: Sequence[str]) -> None:
             prompt = settings.query_prompt
             floors["raw"] += embedding_floor(st_encode(model, prompt), questions)
-            served = service_inputs(settings, questions)
+            served = [as_served[question] for question in questions]
             floors["as_service_embeds"] += embedding_floor(st_encode(model, prompt), served)
             floors["service_model_call"] += embedding_floor(embedder.encode_query, served)
             floors["float32_as_baseline"] += embedding_floor(

@@ -30,24 +30,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 from fastapi import FastAPI, Request
 
 from bench.latency import (
     RunResult,
     System,
+    client_session,
     distinct_questions,
     drive,
     embedding_floor,
     load_questions,
     progress,
+    running,
+    service_env,
     service_inputs,
     st_encode,
     summarise,
     wait_ready,
 )
-from bench.server import OFFLINE_ENV, free_port, uvicorn_process
 from index.embedding import Embedder
 from index.settings import PROJECT_ROOT, Settings
 from service.routes.ask import answer_question
@@ -56,7 +57,6 @@ from service.schemas import AskRequest, AskResponse
 REPORT = PROJECT_ROOT / "var" / "reports" / "overhead.json"
 LAYERS = ("/embed", "/search", "/answer")
 PATHS = (*LAYERS, "/fastapi")
-UNLIMITED = 1_000_000_000
 
 
 def create_app() -> Any:
@@ -120,12 +120,7 @@ async def measure(
 ) -> dict[str, RunResult]:
     """Each system its own slice of ``questions`` per round, in alternating order."""
     results = {system.name: RunResult() for system, _ in systems}
-    sessions = {
-        system.name: aiohttp.ClientSession(
-            base_url=url, connector=aiohttp.TCPConnector(keepalive_timeout=2.0)
-        )
-        for system, url in systems
-    }
+    sessions = {system.name: client_session(url) for system, url in systems}
     try:
         for system, _ in systems:  # warm-up: thread pools, connections
             await drive(sessions[system.name], system, questions[:20], concurrency=1, top_k=5)
@@ -155,13 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / "var")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
-    env = {
-        **OFFLINE_ENV,
-        "POLICY_QA_DATA_DIR": str(args.data_dir.resolve()),
-        "POLICY_QA_LOG_LEVEL": "WARNING",
-        "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
-        "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(UNLIMITED),
-    }
+    env = service_env(args.data_dir.resolve())
     os.environ.update(env)
     settings = Settings()
     layers = [System(path.strip("/"), "", path, {}, env) for path in PATHS]
@@ -173,31 +162,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = Embedder.from_settings(settings)
     embedder.prepare_queries()
 
+    as_served = dict(zip(questions, service_inputs(settings, questions), strict=True))
+
     def time_bare(asked: Sequence[str]) -> None:
-        floors["model_call"] += embedding_floor(
-            embedder.encode_query, service_inputs(settings, asked)
-        )
+        served = [as_served[question] for question in asked]
+        floors["model_call"] += embedding_floor(embedder.encode_query, served)
         floors["st_encode"] += embedding_floor(
             st_encode(embedder.query_model, settings.query_prompt), asked
         )
 
     with contextlib.ExitStack() as stack:
-        urls = {}
-        for name, app in (
-            ("layers", "bench.overhead:create_app"),
-            ("service", "service.app:create_app"),
-        ):
-            port = free_port()
-            stack.enter_context(
-                uvicorn_process(
-                    app, port=port, env=env, log_path=logs / f"overhead-{name}.log", quiet=True
-                )
-            )
-            urls[name] = f"http://127.0.0.1:{port}"
+        servers = [
+            System("overhead-layers", "bench.overhead:create_app", "", {}, env),
+            System("overhead-service", "service.app:create_app", "", {}, env),
+        ]
+        urls = {server.name: stack.enter_context(running(server, logs)) for server in servers}
         for name, url in urls.items():
             wait_ready(url, name, 900.0, logs)
         progress("both servers ready")
-        systems = [*((layer, urls["layers"]) for layer in layers), (service, urls["service"])]
+        systems = [
+            *((layer, urls["overhead-layers"]) for layer in layers),
+            (service, urls["overhead-service"]),
+        ]
         results = asyncio.run(
             measure(systems, questions, rounds=args.rounds, after_round=time_bare)
         )

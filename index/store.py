@@ -142,10 +142,8 @@ def _hard_link(source: Path, target: Path) -> bool:
 
 
 def _write_documents(path: Path, snapshot: Snapshot, doc_ids: Iterable[str]) -> None:
-    documents = [
-        {"meta": snapshot.documents[doc_id].meta.to_dict(), "text": snapshot.documents[doc_id].text}
-        for doc_id in doc_ids
-    ]
+    chosen = (snapshot.documents[doc_id] for doc_id in doc_ids)
+    documents = [{"meta": doc.meta.to_dict(), "text": doc.text} for doc in chosen]
     path.write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
 
 

@@ -19,11 +19,13 @@ import contextlib
 import json
 import math
 import os
+import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from threading import Event, Lock
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +36,12 @@ QUERY_CACHE_SIZE = 1024
 AUTO_TORCH_THREADS = 1
 """Intra-op threads per model call when ``torch_threads`` is 0 (auto)."""
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+ALONGSIDE_DELAY_S = 0.001
+"""How far into the model call work handed to ``embed_query_while`` starts. Python started
+with the traced graph slowed the graph by about as long as it ran (a thread of this
+process only: the same work in another process did not); a millisecond later it cost
+nothing. Measured on 2 vCPUs (docs/performance.md); the cause was not found."""
+T = TypeVar("T")
 
 
 class Embedder:
@@ -68,6 +76,10 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
         self._gate = FifoGate(parallel_calls) if parallel_calls > 0 else None
+        # One helper per model call that may run at once (threads start on first use).
+        self._alongside = ThreadPoolExecutor(
+            max_workers=parallel_calls or usable_cpus(), thread_name_prefix="alongside-model"
+        )
 
     @property
     def model(self) -> Any:
@@ -145,18 +157,28 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """A unit-length float32 vector of shape ``(dimension,)``; repeated questions are cached."""
+        return self.embed_query_while(text, _nothing)[0]
+
+    def embed_query_while(self, text: str, work: Callable[[], T]) -> tuple[np.ndarray, T]:
+        """``embed_query(text)``, and what ``work()`` returns, run on a helper thread while
+        the model computes (or here, when the cache answers and no model runs).
+
+        The model call holds one core for most of a question, and no GIL: work that does not
+        need the vector (the lexical side of a search) is then free on the other core.
+        """
         with self._lock:
             cached = self._cache.get(text)
             if cached is not None:
                 self._cache.move_to_end(text)
-                return cached
-        vector = self.encode_query(text)
+        if cached is not None:
+            return cached, work()
+        vector, helper = self._encode_query(text, None if work is _nothing else work)
         vector.setflags(write=False)
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > QUERY_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return vector
+        return vector, (work() if helper is None else helper.result())
 
     def encode_query(self, text: str) -> np.ndarray:
         """One question through the query model's own ``preprocess`` and forward pass
@@ -166,17 +188,36 @@ class Embedder:
         per-item dictionaries, conversions): 0.7 ms of a 14 ms query on 2 cores, for the
         same vector (within 1e-6; normalised once more here, in float32).
         """
+        return self._encode_query(text, None)[0]
+
+    def _encode_query(
+        self, text: str, work: Callable[[], T] | None
+    ) -> tuple[np.ndarray, Future[T] | None]:
+        """``encode_query``, with ``work`` handed to a helper thread as the model starts."""
         import torch
 
+        from index.query_model import graph_start_callback
+
         model = self.query_model
-        with self._model_call(), torch.inference_mode():
-            features = model.preprocess([text], prompt=self.query_prompt)
-            embedding = model(features)["sentence_embedding"][0]
+        helper: Future[T] | None = None
+        started = Event()
+        if work is not None:
+            # The helper starts only with the traced graph: the model's own Python before it
+            # calls torch ops, each of which lets another thread take the GIL.
+            helper = self._alongside.submit(_after, started, work)
+        try:
+            with self._model_call(), torch.inference_mode():
+                features = model.preprocess([text], prompt=self.query_prompt)
+                signal = graph_start_callback(model, started.set) if helper else None
+                with signal or contextlib.nullcontext():
+                    embedding = model(features)["sentence_embedding"][0]
+        finally:
+            started.set()
         vector: np.ndarray = embedding.float().numpy()
         # Normalised here in float32: a bfloat16 model's own normalisation is only good to
         # ~3 digits, and a model without a Normalize module has none.
         vector /= np.linalg.norm(vector)
-        return vector
+        return vector, helper
 
     @contextlib.contextmanager
     def _model_call(self) -> Iterator[None]:
@@ -189,6 +230,17 @@ class Embedder:
             yield
         finally:
             self._gate.release()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _after(started: Event, work: Callable[[], T]) -> T:
+    """Run ``work`` once the model call is under way."""
+    started.wait()
+    time.sleep(ALONGSIDE_DELAY_S)
+    return work()
 
 
 class FifoGate:

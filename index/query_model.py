@@ -16,8 +16,10 @@ import contextlib
 import copy
 import ctypes
 import gc
+import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -123,6 +125,23 @@ class _LastHiddenState(torch.nn.Module):
         ]
 
 
+@contextlib.contextmanager
+def graph_start_callback(model: Any, callback: Callable[[], None]) -> Iterator[None]:
+    """Have ``callback`` called, on this thread, the moment ``model``'s traced graph is
+    about to run without the GIL (at once for a model that has no graph)."""
+    modules = pipeline_modules(model)
+    encoder = getattr(modules[0], "model", None) if modules else None
+    if not isinstance(encoder, _TracedEncoder):
+        callback()
+        yield
+        return
+    encoder.starting.callback = callback
+    try:
+        yield
+    finally:
+        encoder.starting.callback = None
+
+
 class _TracedEncoder(torch.nn.Module):
     """Stands in for the Hugging Face model inside a SentenceTransformer's first module."""
 
@@ -130,12 +149,24 @@ class _TracedEncoder(torch.nn.Module):
         super().__init__()
         self.graph = graph
         self.config = config
+        self.starting = threading.local()
+        """Per calling thread: ``callback`` to call as the graph starts."""
 
     def forward(self, input_ids: Any, attention_mask: Any, **_: Any) -> dict[str, Any]:
         # Traced on an all-ones mask, the graph may have dropped the mask: no padding here.
         if input_ids.shape[0] != 1 or not bool(attention_mask.all()):
             raise ValueError("the query encoder takes one unpadded text at a time")
-        return {"last_hidden_state": self.graph(input_ids, attention_mask)}
+        # The graph runs without the GIL, except where it drops an input: a tensor that
+        # Python also holds hands its Python object back, under the GIL, when torch's own
+        # count of it falls to one. A view holds one more count for the call, so the graph
+        # never stops to wait for whichever thread holds the GIL (up to 5 ms each time).
+        held = (input_ids.view(-1), attention_mask.view(-1))
+        callback = getattr(self.starting, "callback", None)
+        if callback is not None:
+            callback()
+        hidden = self.graph(input_ids, attention_mask)
+        del held
+        return {"last_hidden_state": hidden}
 
 
 def _unit_vectors(model: Any, texts: list[str], prompt: str) -> np.ndarray:

@@ -151,10 +151,27 @@ class Retriever:
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
+        def lexical_side() -> _LexicalSide:
+            """Everything that does not need the question's vector."""
+            started = time.perf_counter()
+            tokens = self.tokenizer.tokenize(query_text)
+            found = (
+                self._lexical(snapshot, tokens, depth, lexical_mask)
+                if mode in ("hybrid", "lexical")
+                else []
+            )
+            unmatched = [
+                anchor
+                for anchor in self.tokenizer.anchors(language.text)
+                if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
+            ]
+            return _LexicalSide(tokens, found, unmatched, _ms_since(started))
+
         dense: list[tuple[int, float]] = []
         best_slot: dict[int, int] = {}
         if mode in ("hybrid", "dense"):
-            vector = self.embedder.embed_query(query_text)
+            # The lexical side runs on the other core while the model embeds the question.
+            vector, side = self.embedder.embed_query_while(query_text, lexical_side)
             timings["embed"] = _ms_since(clock)
             clock = time.perf_counter()
             allowed_vectors = (
@@ -166,15 +183,12 @@ class Retriever:
             dense = dense[:depth]
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
-        lexical: list[tuple[int, float]] = []
-        query_tokens = self.tokenizer.tokenize(query_text)
-        if mode in ("hybrid", "lexical"):
-            found = snapshot.lexical.search(query_tokens, k=depth, allowed=lexical_mask)
-            # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
-            rows = snapshot.lexical_rows[[position for position, _ in found]].tolist()
-            lexical = [(row, score) for row, (_, score) in zip(rows, found, strict=True)]
-            timings["lexical"] = _ms_since(clock)
+        else:
+            side = lexical_side()
             clock = time.perf_counter()
+        lexical = side.lexical
+        if mode in ("hybrid", "lexical"):
+            timings["lexical"] = side.ms
 
         dense_scores = dict(dense)
         lexical_scores = dict(lexical)
@@ -203,21 +217,26 @@ class Retriever:
         ]
         timings["fuse"] = _ms_since(clock)
         best_dense = dense[0][1] if dense else None
-        unmatched = [
-            anchor
-            for anchor in self.tokenizer.anchors(language.text)
-            if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
-        ]
         return SearchResult(
             language=language,
             expansions=expansions,
             hits=hits,
             best_dense=best_dense,
-            unmatched=unmatched,
-            no_answer=self._no_answer(language, hits, best_dense, unmatched, bool(lexical)),
-            query_terms=query_tokens,
+            unmatched=side.unmatched,
+            no_answer=self._no_answer(language, hits, best_dense, side.unmatched, bool(lexical)),
+            query_terms=side.tokens,
             timings_ms=timings,
         )
+
+    @staticmethod
+    def _lexical(
+        snapshot: Snapshot, tokens: list[str], depth: int, mask: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """BM25's best passages as (row, score)."""
+        found = snapshot.lexical.search(tokens, k=depth, allowed=mask)
+        # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
+        rows = snapshot.lexical_rows[[position for position, _ in found]].tolist()
+        return [(row, score) for row, (_, score) in zip(rows, found, strict=True)]
 
     def _no_answer(
         self,
@@ -285,6 +304,16 @@ class Retriever:
             lexical_score=None if lexical is None else round(lexical, 6),
             best_sentence=sentence,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _LexicalSide:
+    """The part of a search that does not need the question's vector."""
+
+    tokens: list[str]
+    lexical: list[tuple[int, float]]
+    unmatched: list[str]
+    ms: float
 
 
 def _best_per_passage(

@@ -12,7 +12,7 @@ import pytest
 
 from index.embedding import Embedder, FifoGate, model_call_slots
 from index.errors import ModelError
-from index.query_model import BF16_MIN_COSINE, choose_query_model
+from index.query_model import BF16_MIN_COSINE, choose_query_model, graph_start_callback
 from index.settings import Settings
 
 QUESTIONS = [
@@ -65,6 +65,56 @@ def test_bfloat16_copy_is_faithful_and_separate(embedder: Embedder) -> None:
 def test_the_query_encoder_refuses_batches_it_was_not_traced_for(embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="one unpadded text"):
         embedder.query_model.encode(["短", "a much longer second question"], batch_size=2)
+
+
+@pytest.mark.slow
+def test_work_runs_on_a_helper_beside_the_model_and_here_on_a_cache_hit(
+    embedder: Embedder,
+) -> None:
+    question = "北京独角兽企业有多少家？（beside the model）"  # never embedded before
+    threads: list[int] = []
+
+    def work() -> str:
+        threads.append(threading.get_ident())
+        return "lexical side"
+
+    vector, result = embedder.embed_query_while(question, work)
+    assert result == "lexical side" and threads[0] != threading.get_ident()
+    assert float(np.max(np.abs(vector - embedder.encode_query(question)))) < 1e-6
+    cached, result = embedder.embed_query_while(question, work)
+    assert cached is vector and result == "lexical side"
+    assert threads[1] == threading.get_ident()  # no model call to overlap with
+
+
+@pytest.mark.slow
+def test_an_error_in_the_work_reaches_the_caller_and_the_vector_is_still_cached(
+    embedder: Embedder,
+) -> None:
+    question = "How many unicorns? (the work fails)"
+
+    def broken() -> None:
+        raise RuntimeError("lexical side failed")
+
+    with pytest.raises(RuntimeError, match="lexical side failed"):
+        embedder.embed_query_while(question, broken)
+    vector, result = embedder.embed_query_while(question, lambda: "again")
+    assert result == "again" and vector is embedder.embed_query(question)
+
+
+@pytest.mark.slow
+def test_the_graph_start_callback_fires_once_on_the_calling_thread(embedder: Embedder) -> None:
+    calls: list[int] = []
+    model = embedder.query_model
+    with graph_start_callback(model, lambda: calls.append(threading.get_ident())):
+        model.encode(["短问题"], prompt=embedder.query_prompt, batch_size=1)
+    model.encode(["短问题"], prompt=embedder.query_prompt, batch_size=1)  # no callback now
+    assert calls == [threading.get_ident()]
+
+
+def test_a_model_without_a_graph_calls_back_at_once() -> None:
+    calls: list[str] = []
+    with graph_start_callback(object(), lambda: calls.append("now")):
+        assert calls == ["now"]
 
 
 class _Model:

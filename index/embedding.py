@@ -201,12 +201,13 @@ class Embedder:
         model = self.query_model
         helper: Future[T] | None = None
         started = Event()
-        if work is not None:
-            # The helper starts only with the traced graph: the model's own Python before it
-            # calls torch ops, each of which lets another thread take the GIL.
-            helper = self._alongside.submit(_after, started, work)
         try:
             with self._model_call(), torch.inference_mode():
+                # Submitted only once this call holds a slot: a helper never sits waiting for
+                # a model call that is itself waiting, in front of one whose model has run.
+                # It starts with the traced graph: the model's own Python before it calls
+                # torch ops, each of which lets another thread take the GIL.
+                helper = None if work is None else self._alongside.submit(_after, started, work)
                 features = model.preprocess([text], prompt=self.query_prompt)
                 signal = graph_start_callback(model, started.set) if helper else None
                 with signal or contextlib.nullcontext():

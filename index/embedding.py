@@ -22,7 +22,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Event, Lock
 from typing import Any, TypeVar
@@ -157,7 +157,8 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """A unit-length float32 vector of shape ``(dimension,)``; repeated questions are cached."""
-        return self.embed_query_while(text, _nothing)[0]
+        cached = self._cached(text)
+        return cached if cached is not None else self._remember(text, self.encode_query(text))
 
     def embed_query_while(self, text: str, work: Callable[[], T]) -> tuple[np.ndarray, T]:
         """``embed_query(text)``, and what ``work()`` returns, run on a helper thread while
@@ -166,19 +167,34 @@ class Embedder:
         The model call holds one core for most of a question, and no GIL: work that does not
         need the vector (the lexical side of a search) is then free on the other core.
         """
+        cached = self._cached(text)
+        if cached is not None:
+            return cached, work()
+        started = Event()
+        try:
+            with self._model_call():
+                # Submitted only once this call holds a slot: a helper never sits waiting for
+                # a model call that is itself waiting, in front of one whose model has run.
+                helper = self._alongside.submit(_after, started, work)
+                vector = self._forward(text, started)
+        finally:
+            started.set()  # a failed model call still lets the helper finish
+        return self._remember(text, vector), helper.result()
+
+    def _cached(self, text: str) -> np.ndarray | None:
         with self._lock:
             cached = self._cache.get(text)
             if cached is not None:
                 self._cache.move_to_end(text)
-        if cached is not None:
-            return cached, work()
-        vector, helper = self._encode_query(text, None if work is _nothing else work)
+            return cached
+
+    def _remember(self, text: str, vector: np.ndarray) -> np.ndarray:
         vector.setflags(write=False)
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > QUERY_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return vector, (work() if helper is None else helper.result())
+        return vector
 
     def encode_query(self, text: str) -> np.ndarray:
         """One question through the query model's own ``preprocess`` and forward pass
@@ -188,37 +204,27 @@ class Embedder:
         per-item dictionaries, conversions): 0.7 ms of a 14 ms query on 2 cores, for the
         same vector (within 1e-6; normalised once more here, in float32).
         """
-        return self._encode_query(text, None)[0]
+        with self._model_call():
+            return self._forward(text, Event())
 
-    def _encode_query(
-        self, text: str, work: Callable[[], T] | None
-    ) -> tuple[np.ndarray, Future[T] | None]:
-        """``encode_query``, with ``work`` handed to a helper thread as the model starts."""
+    def _forward(self, text: str, started: Event) -> np.ndarray:
+        """``encode_query`` inside a held slot; ``started`` is set as the traced graph starts
+        (the model's own Python before it calls torch ops, each of which lets another thread
+        take the GIL)."""
         import torch
 
         from index.query_model import graph_start_callback
 
         model = self.query_model
-        helper: Future[T] | None = None
-        started = Event()
-        try:
-            with self._model_call(), torch.inference_mode():
-                # Submitted only once this call holds a slot: a helper never sits waiting for
-                # a model call that is itself waiting, in front of one whose model has run.
-                # It starts with the traced graph: the model's own Python before it calls
-                # torch ops, each of which lets another thread take the GIL.
-                helper = None if work is None else self._alongside.submit(_after, started, work)
-                features = model.preprocess([text], prompt=self.query_prompt)
-                signal = graph_start_callback(model, started.set) if helper else None
-                with signal or contextlib.nullcontext():
-                    embedding = model(features)["sentence_embedding"][0]
-        finally:
-            started.set()
+        with torch.inference_mode():
+            features = model.preprocess([text], prompt=self.query_prompt)
+            with graph_start_callback(model, started.set):
+                embedding = model(features)["sentence_embedding"][0]
         vector: np.ndarray = embedding.float().numpy()
         # Normalised here in float32: a bfloat16 model's own normalisation is only good to
         # ~3 digits, and a model without a Normalize module has none.
         vector /= np.linalg.norm(vector)
-        return vector, helper
+        return vector
 
     @contextlib.contextmanager
     def _model_call(self) -> Iterator[None]:
@@ -231,10 +237,6 @@ class Embedder:
             yield
         finally:
             self._gate.release()
-
-
-def _nothing() -> None:
-    return None
 
 
 def _after(started: Event, work: Callable[[], T]) -> T:

@@ -29,6 +29,10 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 512
 # recall@10 >= 0.95 needs nprobe 8 at 1M (2,000 lists), 12 at 100k, 24 at 10k.
 IVF_NPROBE = 24
+# One query per search: parallelism belongs across requests. Two threads made one flat
+# search at 100k 4x slower here, and each thread that searched kept a team of OpenMP workers
+# that spun on after every search, beside the next question's model call.
+SEARCH_THREADS = 1
 
 
 def _faiss() -> Any:
@@ -179,7 +183,12 @@ class DenseIndex:
         return np.concatenate(parts)
 
     def search(
-        self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        threads: int = SEARCH_THREADS,
     ) -> list[tuple[int, float]]:
         """Top ``k`` (row id, cosine) pairs, best first; FAISS's -1 padding dropped.
 
@@ -187,8 +196,10 @@ class DenseIndex:
             vector: a unit query vector.
             k: how many neighbours.
             allowed: optional row ids to restrict the search to (document filter).
+            threads: FAISS's OpenMP threads on this thread from now on.
         """
         faiss = _faiss()
+        faiss.omp_set_num_threads(threads)  # a setting of the calling thread only
         if self.size == 0 or k <= 0:
             return []
         if allowed is not None and not len(allowed):

@@ -548,8 +548,8 @@ def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int)
     loaded = memory_mib()
 
     def recall_and_latency() -> dict[str, float]:
-        samples = timed(lambda i: dense.search(queries[i], K), len(queries))
-        found = [[row for row, _ in dense.search(q, K)] for q in queries]
+        samples = timed(lambda i: dense.search(queries[i], K, threads=threads), len(queries))
+        found = [[row for row, _ in dense.search(q, K, threads=threads)] for q in queries]
         hits = [len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]
         return {**percentiles(samples), "recall_at_10": float(np.mean(hits))}
 
@@ -563,7 +563,9 @@ def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int)
     chosen = passing[0] if passing else max(sweep, key=lambda s: s["recall_at_10"])
     _set_search_param(dense, int(chosen["param"]))
     candidates, depth = _production_depths()
-    deep = percentiles(timed(lambda i: dense.search(queries[i], depth), len(queries)))
+    deep = percentiles(
+        timed(lambda i: dense.search(queries[i], depth, threads=threads), len(queries))
+    )
     result: dict[str, Any] = {
         "load_s": load_s,
         **_resident("after_load", base, loaded),
@@ -574,18 +576,17 @@ def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int)
         "production_depth_latency": deep,
     }
     if index_type == "flat":
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        every = os.cpu_count() or 1
         result["all_threads"] = percentiles(
-            timed(lambda i: dense.search(queries[i], K), min(50, len(queries)))
+            timed(lambda i: dense.search(queries[i], K, threads=every), min(50, len(queries)))
         )
-        faiss.omp_set_num_threads(threads)
     result.update(_resident("after_queries", base, memory_mib()))
 
     lexical = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
     postings = Postings.of(lexical)
 
     def fused(i: int, fast: bool) -> None:
-        vector_hits = dense.search(queries[i], depth)[:candidates]
+        vector_hits = dense.search(queries[i], depth, threads=threads)[:candidates]
         terms = tokenizer.tokenize(QUESTIONS[i % len(QUESTIONS)])
         word_hits = (
             top_hits(term_scores(postings, terms), candidates)

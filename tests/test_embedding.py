@@ -339,3 +339,22 @@ def test_a_freed_slot_goes_to_the_waiter_not_to_a_newcomer() -> None:
     finish.set()
     thread.join(5)
     assert gate._free == 1
+
+
+def test_run_alone_runs_with_every_core_on_the_thread_kept_for_that() -> None:
+    import torch
+
+    embedder = Embedder(
+        _SlowModel(),
+        model_id="m",
+        query_prompt="",
+        passage_prompt="",
+        parallel_calls=2,
+        threads_per_call=1,
+    )
+    with ThreadPoolExecutor(1) as pool:  # torch's thread setting is per thread: not this one
+        asker = pool.submit(threading.get_ident).result(10)
+        where, threads = pool.submit(
+            embedder.run_alone, lambda: (threading.get_ident(), torch.get_num_threads())
+        ).result(10)
+    assert threads == 2 and where != asker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -240,6 +241,22 @@ def test_a_memory_mapped_index_can_be_changed_through_a_copy(
     assert changed.size == mapped.size - 7 and mapped.size == len(ids)
     [(best, _)] = mapped.search(vectors[20], 1)
     assert best == ids[20]
+
+
+def test_a_search_leaves_its_thread_one_faiss_thread(snapshot: Snapshot) -> None:
+    """Request threads must not keep FAISS OpenMP teams spinning beside the model."""
+    import faiss
+
+    vectors, ids = snapshot.dense.export()
+
+    def search_then_threads() -> tuple[int, int]:
+        faiss.omp_set_num_threads(2)
+        [(best, _)] = snapshot.dense.search(vectors[5], 1)
+        return int(best), int(faiss.omp_get_max_threads())
+
+    with ThreadPoolExecutor(1) as pool:
+        best, threads = pool.submit(search_then_threads).result(30)
+    assert best == ids[5] and threads == 1
 
 
 def test_old_versions_are_pruned(store: IndexStore, snapshot: Snapshot) -> None:

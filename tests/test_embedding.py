@@ -108,6 +108,18 @@ class _SlowModel:
         return {"sentence_embedding": torch.ones((1, 4))}
 
 
+def _two_slot_embedder(model: _SlowModel) -> Embedder:
+    """Two model-call slots of one torch thread each, as on a 2-core machine."""
+    return Embedder(
+        model,
+        model_id="m",
+        query_prompt="",
+        passage_prompt="",
+        parallel_calls=2,
+        threads_per_call=1,
+    )
+
+
 def _thread_of_work(embedder: Embedder, question: str) -> tuple[int, int]:
     """(thread that asked, thread that ran the work)."""
     _, worker = embedder.embed_query_while(question, threading.get_ident)
@@ -117,14 +129,7 @@ def _thread_of_work(embedder: Embedder, question: str) -> tuple[int, int]:
 def test_a_lone_call_gets_every_core_and_runs_its_work_after_the_model() -> None:
     model = _SlowModel()
     model.go.set()
-    embedder = Embedder(
-        model,
-        model_id="m",
-        query_prompt="",
-        passage_prompt="",
-        parallel_calls=2,
-        threads_per_call=1,
-    )
+    embedder = _two_slot_embedder(model)
     with ThreadPoolExecutor(1) as pool:  # torch's thread setting is per thread: not this one
         asker, worker = pool.submit(_thread_of_work, embedder, "alone").result(10)
     assert model.threads == [2] and worker == asker
@@ -133,14 +138,7 @@ def test_a_lone_call_gets_every_core_and_runs_its_work_after_the_model() -> None
 
 def test_calls_that_share_the_cores_get_one_each_and_work_beside_the_model() -> None:
     model = _SlowModel()
-    embedder = Embedder(
-        model,
-        model_id="m",
-        query_prompt="",
-        passage_prompt="",
-        parallel_calls=2,
-        threads_per_call=1,
-    )
+    embedder = _two_slot_embedder(model)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(_thread_of_work, embedder, "first")
         assert model.entered.acquire(timeout=10)  # the first call holds every slot...
@@ -344,14 +342,7 @@ def test_a_freed_slot_goes_to_the_waiter_not_to_a_newcomer() -> None:
 def test_run_alone_runs_with_every_core_on_the_thread_kept_for_that() -> None:
     import torch
 
-    embedder = Embedder(
-        _SlowModel(),
-        model_id="m",
-        query_prompt="",
-        passage_prompt="",
-        parallel_calls=2,
-        threads_per_call=1,
-    )
+    embedder = _two_slot_embedder(_SlowModel())
     with ThreadPoolExecutor(1) as pool:  # torch's thread setting is per thread: not this one
         asker = pool.submit(threading.get_ident).result(10)
         where, threads = pool.submit(

@@ -82,6 +82,7 @@ class Embedder:
         self._lock = Lock()
         self._gate = FifoGate(parallel_calls) if parallel_calls > 0 else None
         self._threads_per_call = threads_per_call
+        self._questions = 0  # questions being answered (see ``answering``)
         # One helper per model call that may run at once (threads start on first use).
         self._alongside = ThreadPoolExecutor(
             max_workers=parallel_calls or usable_cpus(), thread_name_prefix="alongside-model"
@@ -262,12 +263,26 @@ class Embedder:
         if self._gate is None:
             yield _Call(threads=None, all_cores=False)
             return
-        slots = self._gate.acquire()
+        slots = self._gate.acquire(all_if_idle=self._questions <= 1)
         try:
             threads = slots * self._threads_per_call or None
             yield _Call(threads, all_cores=slots == self._gate.slots and (threads or 0) > 1)
         finally:
             self._gate.release(slots)
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Mark a question as being answered while the block runs (the service wraps each
+        request in it). A model call takes every core only for the one question in hand: a
+        second question arriving meanwhile would wait for the call to end (2 clients:
+        p95 38 ms with the gate alone deciding, 34-35 with this, 28-30 never widening)."""
+        with self._lock:
+            self._questions += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._questions -= 1
 
     def run_alone(self, function: Callable[[], T]) -> T:
         """``function()`` run as this embedder runs a model call (where and with how many torch
@@ -330,10 +345,10 @@ class FifoGate:
         self._waiting: deque[Event] = deque()
         self._lock = Lock()
 
-    def acquire(self) -> int:
+    def acquire(self, *, all_if_idle: bool = True) -> int:
         """Wait for a turn; return how many slots it holds (give them all back)."""
         with self._lock:
-            if not self._waiting and self._free == self._slots:
+            if all_if_idle and not self._waiting and self._free == self._slots:
                 self._free = 0
                 return self._slots
             if self._free and not self._waiting:

@@ -136,6 +136,20 @@ def test_a_lone_call_gets_every_core_and_runs_its_work_after_the_model() -> None
     assert embedder.lone_call_threads == 2
 
 
+def test_a_call_beside_another_question_in_hand_keeps_to_one_core() -> None:
+    model = _SlowModel()
+    model.go.set()
+    embedder = _two_slot_embedder(model)
+
+    def asked_beside_another() -> tuple[int, int]:
+        with embedder.answering(), embedder.answering():  # this question and another one
+            return _thread_of_work(embedder, "beside another")
+
+    with ThreadPoolExecutor(1) as pool:
+        asker, worker = pool.submit(asked_beside_another).result(10)
+    assert model.threads == [1] and worker != asker
+
+
 def test_calls_that_share_the_cores_get_one_each_and_work_beside_the_model() -> None:
     model = _SlowModel()
     embedder = _two_slot_embedder(model)

@@ -10,11 +10,9 @@ Run ``python -m bench.latency`` (``make bench``). One run:
    repeats warm-up questions to show what the cache buys. Systems alternate in rounds
    (A B B A ...) so a drift in the shared machine's load hits both alike;
 3. times the bare ``SentenceTransformer.encode`` of one query in this process with the model
-   the service embeds queries with (same folder and precision, with the torch threads the
-   service gives a lone question: all the worker's cores; and with one, as each of several
-   concurrent calls gets), and the float32 model the baseline runs (with its threads), on
-   the same questions, after each 1-client round (so the ratio compares times taken
-   minutes, not a whole run, apart);
+   the service embeds queries with (same folder, precision and torch thread settings), and
+   the float32 model the baseline runs, on the same questions, after each 1-client round
+   (so the ratio compares times taken minutes, not a whole run, apart);
 4. prints p50/p95/p99, throughput and errors, the ratios and PASS/FAIL per target, and
    writes ``var/reports/bench.json``.
 
@@ -371,37 +369,14 @@ async def measure_http(
 # ---- the bare embedding ------------------------------------------------------------------
 
 
-def embedding_floor(
-    embed: Callable[[str], object],
-    texts: Sequence[str],
-    run: Callable[[Callable[[], list[float]]], list[float]],
-) -> list[float]:
-    """ms per call of ``embed`` on one query, each text once (so no cache can answer), the
-    whole loop handed to ``run`` (which picks the thread and its torch threads)."""
-    return run(lambda: _time_calls(embed, texts))
+def embedding_floor(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
+    """ms per call of ``embed`` on one query, each text once (so no cache can answer).
 
-
-def on_one_core(timing: Callable[[], list[float]]) -> list[float]:
-    """Run ``timing`` on a fresh worker thread with one torch thread, as each of several
-    concurrent calls runs in the service.
-
-    A worker thread, as in the service: with more than one torch thread, OpenMP behaved
-    very differently on the main thread (10x slower under load).
+    Runs on a worker thread, as the service's endpoint does: with more than one torch
+    thread, OpenMP behaved very differently on the main thread (10x slower under load).
     """
-
-    def one_thread() -> list[float]:
-        import torch
-
-        torch.set_num_threads(1)  # this thread's own OpenMP setting
-        return timing()
-
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(one_thread).result()
-
-
-def here(timing: Callable[[], list[float]]) -> list[float]:
-    """Run ``timing`` on this thread (for calls that pick their own thread)."""
-    return timing()
+        return pool.submit(_time_calls, embed, texts).result()
 
 
 def _time_calls(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
@@ -460,9 +435,9 @@ def evaluate(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
         "baseline_over_embedding_p50_at_1": ratio(base["1"].get("p50_ms"), floor),
         "policy_qa_p99_over_p50_at_8": ratio(p99_8, p50_8),
         # Little's law: 8 closed-loop clients on these cores wait at least this long per
-        # request even if a server did nothing but the embedding, one core per call.
-        "embedding_only_floor_ms_at_8": round(8 * busy / report["machine"]["usable_cpus"], 1)
-        if (busy := report["embedding"]["raw_one_call_of_several"]["p50_ms"])
+        # request even if a server did nothing but the embedding (and had the cores alone).
+        "embedding_only_floor_ms_at_8": round(8 * floor / report["machine"]["usable_cpus"], 1)
+        if floor
         else None,
         "baseline_p99_over_p50_at_8": ratio(base["8"].get("p99_ms"), base["8"].get("p50_ms")),
     }
@@ -606,13 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Loaded as the service loads it: same query model, precision and torch threads.
         embedder = Embedder.from_settings(settings)
         model = embedder.query_model
-        # A lone question gets every core the worker has; under load, each call gets one.
-        # Timed as the embedder runs a lone call (on its one thread for calls on every core):
-        # OpenMP teams on two threads of one process slowed each other by half.
-        alone = embedder.run_alone
         floors: dict[str, list[float]] = {
             "raw": [],
-            "raw_one_call_of_several": [],
             "as_service_embeds": [],
             "service_model_call": [],
             "float32_as_baseline": [],
@@ -621,16 +591,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         as_served = dict(zip(timed[1], service_inputs(settings, timed[1]), strict=True))
 
         def time_bare(questions: Sequence[str]) -> None:
-            encode = st_encode(model, settings.query_prompt)
-            floors["raw"] += embedding_floor(encode, questions, alone)
-            floors["raw_one_call_of_several"] += embedding_floor(encode, questions, on_one_core)
+            prompt = settings.query_prompt
+            floors["raw"] += embedding_floor(st_encode(model, prompt), questions)
             served = [as_served[question] for question in questions]
-            floors["as_service_embeds"] += embedding_floor(encode, served, alone)
-            # The service's own call, gate and hop included.
-            floors["service_model_call"] += embedding_floor(embedder.encode_query, served, here)
-            # The baseline's float32 model, with its torch threads (all cores by default).
+            floors["as_service_embeds"] += embedding_floor(st_encode(model, prompt), served)
+            floors["service_model_call"] += embedding_floor(embedder.encode_query, served)
             floors["float32_as_baseline"] += embedding_floor(
-                st_encode(embedder.model, settings.query_prompt), questions, alone
+                st_encode(embedder.model, prompt), questions
             )
 
         progress("driving both servers (the bare embedding after each 1-client round)")

@@ -40,7 +40,6 @@ from bench.latency import (
     distinct_questions,
     drive,
     embedding_floor,
-    here,
     load_questions,
     progress,
     running,
@@ -167,11 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def time_bare(asked: Sequence[str]) -> None:
         served = [as_served[question] for question in asked]
-        # The service's own call (gate and hop included), and the bare encode as the
-        # embedder runs a lone call (bench.latency).
-        floors["model_call"] += embedding_floor(embedder.encode_query, served, here)
+        floors["model_call"] += embedding_floor(embedder.encode_query, served)
         floors["st_encode"] += embedding_floor(
-            st_encode(embedder.query_model, settings.query_prompt), asked, embedder.run_alone
+            st_encode(embedder.query_model, settings.query_prompt), asked
         )
 
     with contextlib.ExitStack() as stack:

@@ -3,13 +3,12 @@
 The default model is multilingual-e5-small built locally from a package (no hub access);
 any other sentence-transformers model is one setting away and takes the same code path.
 
-Query path (see docs/performance.md): at most ``cpus // (threads x workers)`` model calls
-run at once in each worker process, one torch thread each by default (``torch_threads=0``),
-so the cores are never oversubscribed (OpenMP threads that outnumber the cores made a 30 ms
-encode take 80-400 ms) and eight concurrent questions queue first come, first served.
-A call that finds every slot free and nobody waiting takes them all and computes on all
-the worker's cores: a lone question is embedded 1.5x faster on 2 cores, while under load
-every call keeps one core.
+Query path (see docs/performance.md): one short query gains little from torch's intra-op
+threads, and on a busy 2-core machine their OpenMP spin-waits made a 30 ms encode take
+80-400 ms. So by default (``torch_threads=0``) every model call runs on one thread, and at most
+``cpus // (threads x workers)`` calls run at once in each worker process: the cores are
+never oversubscribed, and eight concurrent questions queue first come, first served
+instead of all slowing down together (and fighting over the GIL).
 
 Queries are embedded by a copy of the model made for them (``index.query_model``).
 """
@@ -24,7 +23,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from threading import Event, Lock
 from typing import Any, TypeVar
@@ -58,12 +56,9 @@ class Embedder:
         passage_prompt: str,
         batch_size: int = 32,
         parallel_calls: int = 0,
-        threads_per_call: int = 0,
         query_precision: str | None = None,
     ) -> None:
         """``parallel_calls``: model calls allowed at once; 0 = unlimited.
-        ``threads_per_call``: torch threads per call slot; a call holding every slot gets
-        them all (0: torch's own setting, never changed here).
         ``query_precision``: embed queries with a copy of ``model`` made for them
         (``index.query_model``) in this precision, built on first use; ``None``: with
         ``model`` itself."""
@@ -81,17 +76,10 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
         self._gate = FifoGate(parallel_calls) if parallel_calls > 0 else None
-        self._threads_per_call = threads_per_call
-        self._questions = 0  # questions being answered (see ``answering``)
         # One helper per model call that may run at once (threads start on first use).
         self._alongside = ThreadPoolExecutor(
             max_workers=parallel_calls or usable_cpus(), thread_name_prefix="alongside-model"
         )
-        # Calls on every core run here, on one thread: each thread that starts OpenMP work
-        # keeps a team of its own, and with teams on several threads libgomp counts more
-        # threads than cores and all but stops spinning: lone calls run on whichever pool
-        # thread took the request took 17-22 ms instead of ~10 after a burst of load.
-        self._all_cores = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-all-cores")
 
     @property
     def model(self) -> Any:
@@ -106,12 +94,6 @@ class Embedder:
     @property
     def query_precision(self) -> str:
         return str(self._query_choice()[1])
-
-    @property
-    def lone_call_threads(self) -> int | None:
-        """Torch threads a model call gets when it runs alone (``None``: torch's setting)."""
-        slots = self._gate.slots if self._gate is not None else 0
-        return slots * self._threads_per_call or None
 
     def prepare_queries(self) -> None:
         """Build the query model now (seconds) rather than on the first question."""
@@ -154,7 +136,6 @@ class Embedder:
             passage_prompt=settings.passage_prompt,
             batch_size=settings.embed_batch_size,
             parallel_calls=model_call_slots(settings),
-            threads_per_call=settings.torch_threads or AUTO_TORCH_THREADS,
             query_precision=settings.query_precision,
         )
 
@@ -162,11 +143,9 @@ class Embedder:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-
         # encode() already runs under torch.inference_mode; the gate bounds parallel calls.
-        def encode(threads: int | None) -> np.ndarray:
-            _use_threads(threads)
-            vectors: np.ndarray = self._model.encode(
+        with self._model_call():
+            vectors = self._model.encode(
                 list(texts),
                 prompt=self.passage_prompt,
                 batch_size=self.batch_size,
@@ -174,10 +153,6 @@ class Embedder:
                 convert_to_numpy=True,
                 show_progress_bar=show_progress,
             )
-            return vectors
-
-        with self._model_call() as call:
-            vectors = self._run(call, lambda: encode(call.threads))
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -197,19 +172,14 @@ class Embedder:
             return cached, work()
         started = Event()
         try:
-            with self._model_call() as call:
-                if call.all_cores:  # the work would only slow the model down: after it
-                    vector = self._run(call, lambda: self._forward(text, started, call.threads))
-                    helper = None
-                else:
-                    # Submitted only once this call holds a slot: a helper never sits
-                    # waiting for a model call that is itself waiting, in front of one
-                    # whose model has run.
-                    helper = self._alongside.submit(_after, started, work)
-                    vector = self._forward(text, started, call.threads)
+            with self._model_call():
+                # Submitted only once this call holds a slot: a helper never sits waiting for
+                # a model call that is itself waiting, in front of one whose model has run.
+                helper = self._alongside.submit(_after, started, work)
+                vector = self._forward(text, started)
         finally:
             started.set()  # a failed model call still lets the helper finish
-        return self._remember(text, vector), work() if helper is None else helper.result()
+        return self._remember(text, vector), helper.result()
 
     def _cached(self, text: str) -> np.ndarray | None:
         with self._lock:
@@ -234,19 +204,18 @@ class Embedder:
         per-item dictionaries, conversions): 0.7 ms of a 14 ms query on 2 cores, for the
         same vector (within 1e-6; normalised once more here, in float32).
         """
-        with self._model_call() as call:
-            return self._run(call, lambda: self._forward(text, Event(), call.threads))
+        with self._model_call():
+            return self._forward(text, Event())
 
-    def _forward(self, text: str, started: Event, threads: int | None) -> np.ndarray:
-        """``encode_query`` inside a held slot, on ``threads`` torch threads; ``started`` is
-        set as the traced graph starts (the model's own Python before it calls torch ops,
-        each of which lets another thread take the GIL)."""
+    def _forward(self, text: str, started: Event) -> np.ndarray:
+        """``encode_query`` inside a held slot; ``started`` is set as the traced graph starts
+        (the model's own Python before it calls torch ops, each of which lets another thread
+        take the GIL)."""
         import torch
 
         from index.query_model import graph_start_callback
 
         model = self.query_model
-        _use_threads(threads)
         with torch.inference_mode():
             features = model.preprocess([text], prompt=self.query_prompt)
             with graph_start_callback(model, started.set):
@@ -258,69 +227,16 @@ class Embedder:
         return vector
 
     @contextlib.contextmanager
-    def _model_call(self) -> Iterator[_Call]:
-        """Hold the gate's slots (if any) for the length of a model call."""
+    def _model_call(self) -> Iterator[None]:
+        """Hold one of the gate's slots (if any) for the length of a model call."""
         if self._gate is None:
-            yield _Call(threads=None, all_cores=False)
+            yield
             return
-        slots = self._gate.acquire(all_if_idle=self._questions <= 1)
-        try:
-            threads = slots * self._threads_per_call or None
-            yield _Call(threads, all_cores=slots == self._gate.slots and (threads or 0) > 1)
-        finally:
-            self._gate.release(slots)
-
-    @contextlib.contextmanager
-    def answering(self) -> Iterator[None]:
-        """Mark a question as being answered while the block runs (the service wraps each
-        request in it). A model call takes every core only for the one question in hand: a
-        second question arriving meanwhile would wait for the call to end (2 clients:
-        p95 38 ms with the gate alone deciding, 34-35 with this, 28-30 never widening)."""
-        with self._lock:
-            self._questions += 1
+        self._gate.acquire()
         try:
             yield
         finally:
-            with self._lock:
-                self._questions -= 1
-
-    def run_alone(self, function: Callable[[], T]) -> T:
-        """``function()`` run as this embedder runs a model call (where and with how many torch
-        threads): on an idle embedder, as a lone question is embedded, with every core.
-        Benchmarks time the bare model this way."""
-        with self._model_call() as call:
-            return self._run(call, lambda: _with_threads(call.threads, function))
-
-    def _run(self, call: _Call, function: Callable[[], T]) -> T:
-        """``function()`` on this thread, or for a call on every core on the thread kept for
-        those."""
-        if call.all_cores:
-            return self._all_cores.submit(function).result()
-        return function()
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """What a model call was granted at the gate."""
-
-    threads: int | None
-    """Torch threads it may use (``None``: leave torch's setting alone)."""
-    all_cores: bool
-    """It holds every slot with more than one thread: nothing else computes meanwhile."""
-
-
-def _with_threads(threads: int | None, function: Callable[[], T]) -> T:
-    _use_threads(threads)
-    return function()
-
-
-def _use_threads(threads: int | None) -> None:
-    """Give this thread's next torch calls ``threads`` intra-op threads (a per-thread
-    OpenMP setting: calls on other threads keep theirs)."""
-    import torch
-
-    if threads is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+            self._gate.release()
 
 
 def _after(started: Event, work: Callable[[], T]) -> T:
@@ -331,44 +247,32 @@ def _after(started: Event, work: Callable[[], T]) -> T:
 
 
 class FifoGate:
-    """A semaphore that admits waiters strictly in arrival order, and gives a caller that
-    finds every slot free and nobody waiting all of them at once.
+    """A semaphore that admits waiters strictly in arrival order.
 
     ``threading.Semaphore`` lets a thread that arrives just as a slot frees take it ahead
-    of threads already waiting; under load that unfairness is the latency tail. Waiters
-    are admitted one slot each, so under load every call holds one.
+    of threads already waiting; under load that unfairness is the latency tail.
     """
 
     def __init__(self, slots: int) -> None:
-        self._slots = slots
         self._free = slots
         self._waiting: deque[Event] = deque()
         self._lock = Lock()
 
-    def acquire(self, *, all_if_idle: bool = True) -> int:
-        """Wait for a turn; return how many slots it holds (give them all back)."""
+    def acquire(self) -> None:
         with self._lock:
-            if all_if_idle and not self._waiting and self._free == self._slots:
-                self._free = 0
-                return self._slots
             if self._free and not self._waiting:
                 self._free -= 1
-                return 1
+                return
             turn = Event()
             self._waiting.append(turn)
-        turn.wait()  # a releasing thread hands a slot over directly
-        return 1
+        turn.wait()  # the releasing thread hands its slot over directly
 
-    @property
-    def slots(self) -> int:
-        return self._slots
-
-    def release(self, slots: int = 1) -> None:
+    def release(self) -> None:
         with self._lock:
-            self._free += slots
-            while self._free and self._waiting:
-                self._free -= 1
+            if self._waiting:
                 self._waiting.popleft().set()
+            else:
+                self._free += 1
 
 
 def model_call_slots(settings: Settings) -> int:

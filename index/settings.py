@@ -43,12 +43,7 @@ class Settings(BaseSettings):
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
     embed_batch_size: int = Field(32, ge=1, le=1024)
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        description="Torch threads per model-call slot; 0 = auto (one). A call that finds "
-        "every slot free takes them all, with all their threads.",
-    )
+    torch_threads: int = Field(0, ge=0, description="0 = auto: one thread per model call.")
     workers: int = Field(
         1,
         ge=1,

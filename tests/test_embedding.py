@@ -74,122 +74,22 @@ def test_the_query_encoder_refuses_batches_it_was_not_traced_for(embedder: Embed
 
 
 @pytest.mark.slow
-def test_a_lone_question_and_its_work_come_back_and_a_cache_hit_runs_no_model(
+def test_work_runs_on_a_helper_beside_the_model_and_here_on_a_cache_hit(
     embedder: Embedder,
 ) -> None:
-    question = "北京独角兽企业有多少家？（the work comes back）"  # never embedded before
-    vector, result = embedder.embed_query_while(question, lambda: "lexical side")
-    assert result == "lexical side"
+    question = "北京独角兽企业有多少家？（beside the model）"  # never embedded before
+    threads: list[int] = []
+
+    def work() -> str:
+        threads.append(threading.get_ident())
+        return "lexical side"
+
+    vector, result = embedder.embed_query_while(question, work)
+    assert result == "lexical side" and threads[0] != threading.get_ident()
     assert float(np.max(np.abs(vector - embedder.encode_query(question)))) < 1e-6
-    cached, result = embedder.embed_query_while(question, lambda: "again")
-    assert cached is vector and result == "again"
-
-
-class _SlowModel:
-    """A model stand-in that records each call's torch threads and waits to be let go."""
-
-    def __init__(self) -> None:
-        self.threads: list[int] = []
-        self.entered = threading.Semaphore(0)
-        self.go = threading.Event()
-
-    def get_embedding_dimension(self) -> int:
-        return 4
-
-    def preprocess(self, texts: list[str], prompt: str = "") -> dict[str, Any]:
-        return {"texts": texts}
-
-    def __call__(self, features: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        self.threads.append(torch.get_num_threads())
-        self.entered.release()
-        assert self.go.wait(10)
-        return {"sentence_embedding": torch.ones((1, 4))}
-
-
-def _two_slot_embedder(model: _SlowModel) -> Embedder:
-    """Two model-call slots of one torch thread each, as on a 2-core machine."""
-    return Embedder(
-        model,
-        model_id="m",
-        query_prompt="",
-        passage_prompt="",
-        parallel_calls=2,
-        threads_per_call=1,
-    )
-
-
-def _thread_of_work(embedder: Embedder, question: str) -> tuple[int, int]:
-    """(thread that asked, thread that ran the work)."""
-    _, worker = embedder.embed_query_while(question, threading.get_ident)
-    return threading.get_ident(), worker
-
-
-def test_a_lone_call_gets_every_core_and_runs_its_work_after_the_model() -> None:
-    model = _SlowModel()
-    model.go.set()
-    embedder = _two_slot_embedder(model)
-    with ThreadPoolExecutor(1) as pool:  # torch's thread setting is per thread: not this one
-        asker, worker = pool.submit(_thread_of_work, embedder, "alone").result(10)
-    assert model.threads == [2] and worker == asker
-    assert embedder.lone_call_threads == 2
-
-
-def test_a_call_beside_another_question_in_hand_keeps_to_one_core() -> None:
-    model = _SlowModel()
-    model.go.set()
-    embedder = _two_slot_embedder(model)
-
-    def asked_beside_another() -> tuple[int, int]:
-        with embedder.answering(), embedder.answering():  # this question and another one
-            return _thread_of_work(embedder, "beside another")
-
-    with ThreadPoolExecutor(1) as pool:
-        asker, worker = pool.submit(asked_beside_another).result(10)
-    assert model.threads == [1] and worker != asker
-
-
-def test_calls_that_share_the_cores_get_one_each_and_work_beside_the_model() -> None:
-    model = _SlowModel()
-    embedder = _two_slot_embedder(model)
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(_thread_of_work, embedder, "first")
-        assert model.entered.acquire(timeout=10)  # the first call holds every slot...
-        second = pool.submit(_thread_of_work, embedder, "second")
-        time.sleep(0.05)
-        assert model.threads == [2]  # ...so the second waits for it
-        model.go.set()
-        asker, worker = second.result(10)
-        first.result(10)
-    assert model.threads == [2, 1] and worker != asker  # one core; work on a helper
-
-
-@pytest.mark.parametrize("slots", [1, 2, 4])
-def test_a_caller_that_finds_the_gate_idle_takes_every_slot(slots: int) -> None:
-    gate = FifoGate(slots)
-    assert gate.acquire() == slots
-    gate.release(slots)
-    assert gate.acquire() == slots  # all of them came back
-
-
-def test_behind_a_waiter_or_beside_a_call_a_caller_gets_one_slot() -> None:
-    gate = FifoGate(3)
-    assert gate.acquire() == 3
-    gate.release(1)
-    assert gate.acquire() == 1  # two busy, one free: one
-    admitted: list[int] = []
-    waiters = [threading.Thread(target=lambda: admitted.append(gate.acquire())) for _ in range(3)]
-    for waiter in waiters:
-        waiter.start()
-    deadline = time.monotonic() + 5
-    while len(gate._waiting) < 3 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    gate.release(2)  # the lone call's slots: one to each of the first two waiters
-    gate.release(1)
-    for waiter in waiters:
-        waiter.join(5)
-    assert admitted == [1, 1, 1] and gate._free == 0
+    cached, result = embedder.embed_query_while(question, work)
+    assert cached is vector and result == "lexical side"
+    assert threads[1] == threading.get_ident()  # no model call to overlap with
 
 
 @pytest.mark.slow
@@ -351,15 +251,3 @@ def test_a_freed_slot_goes_to_the_waiter_not_to_a_newcomer() -> None:
     finish.set()
     thread.join(5)
     assert gate._free == 1
-
-
-def test_run_alone_runs_with_every_core_on_the_thread_kept_for_that() -> None:
-    import torch
-
-    embedder = _two_slot_embedder(_SlowModel())
-    with ThreadPoolExecutor(1) as pool:  # torch's thread setting is per thread: not this one
-        asker = pool.submit(threading.get_ident).result(10)
-        where, threads = pool.submit(
-            embedder.run_alone, lambda: (threading.get_ident(), torch.get_num_threads())
-        ).result(10)
-    assert threads == 2 and where != asker

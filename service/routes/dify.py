@@ -32,10 +32,9 @@ async def retrieval(body: DifyRetrievalRequest, state: StateDep) -> DifyRetrieva
         if body.knowledge_id not in retriever.snapshot.documents:
             raise NotFoundError(f"knowledge {body.knowledge_id!r} does not exist")
         doc_ids = [body.knowledge_id]
-    with retriever.embedder.answering():
-        result = await asyncio.to_thread(
-            retriever.search, body.query, top_k=body.retrieval_setting.top_k, doc_ids=doc_ids
-        )
+    result = await asyncio.to_thread(
+        retriever.search, body.query, top_k=body.retrieval_setting.top_k, doc_ids=doc_ids
+    )
     return DifyRetrievalResponse(
         records=[
             DifyRecord(

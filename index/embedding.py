@@ -176,7 +176,7 @@ class Embedder:
                 # Submitted only once this call holds a slot: a helper never sits waiting for
                 # a model call that is itself waiting, in front of one whose model has run.
                 helper = self._alongside.submit(_after, started, work)
-                vector = self._forward(text, started)
+                vector = self._forward(text, on_graph_start=started.set)
         finally:
             started.set()  # a failed model call still lets the helper finish
         return self._remember(text, vector), helper.result()
@@ -205,20 +205,27 @@ class Embedder:
         same vector (within 1e-6; normalised once more here, in float32).
         """
         with self._model_call():
-            return self._forward(text, Event())
+            return self._forward(text)
 
-    def _forward(self, text: str, started: Event) -> np.ndarray:
-        """``encode_query`` inside a held slot; ``started`` is set as the traced graph starts
-        (the model's own Python before it calls torch ops, each of which lets another thread
-        take the GIL)."""
+    def _forward(
+        self, text: str, *, on_graph_start: Callable[[], None] | None = None
+    ) -> np.ndarray:
+        """``encode_query`` inside a held slot; ``on_graph_start`` is called as the traced
+        graph starts (after the model's own Python before it, whose torch ops each let
+        another thread take the GIL)."""
         import torch
 
         from index.query_model import graph_start_callback
 
         model = self.query_model
+        announce = (
+            contextlib.nullcontext()
+            if on_graph_start is None
+            else graph_start_callback(model, on_graph_start)
+        )
         with torch.inference_mode():
             features = model.preprocess([text], prompt=self.query_prompt)
-            with graph_start_callback(model, started.set):
+            with announce:
                 embedding = model(features)["sentence_embedding"][0]
         vector: np.ndarray = embedding.float().numpy()
         # Normalised here in float32: a bfloat16 model's own normalisation is only good to

@@ -26,10 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import platform
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +51,8 @@ from index.settings import PROJECT_ROOT, Settings
 GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
 REPORT = PROJECT_ROOT / "var" / "reports" / "bench.json"
 SERVICE_APP = "service.app:create_app"
+PREVIOUS = "previous"
+"""The name of the service at ``--against REF`` in the report."""
 BASELINE_APP = "bench.baseline:create_app"
 # A rate limit nobody reaches: the benchmark measures latency, not the limiter's 429s.
 UNLIMITED = 1_000_000_000
@@ -108,6 +113,8 @@ class System:
     extra_body: dict[str, Any]
     env: dict[str, str]
     workers: int = 1
+    cwd: Path = PROJECT_ROOT
+    """The checkout the server runs from (another commit's, for an A/B run)."""
 
 
 @dataclass
@@ -223,8 +230,36 @@ def running(system: System, log_dir: Path) -> Iterator[str]:
         log_path=log_dir / f"bench-{system.name}.log",
         workers=system.workers,
         quiet=True,
+        cwd=system.cwd,
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+def checkout(ref: str, folder: Path) -> Path:
+    """The tracked files of git ``ref`` in ``folder``/<commit> (extracted once), so that an
+    earlier version of the service can run beside this one.
+
+    Raises:
+        SystemExit: ``ref`` is not a commit of this repository.
+    """
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode:
+        raise SystemExit(f"--against {ref}: not a commit of this repository")
+    commit = found.stdout.strip()
+    target = folder / commit[:12]
+    if not (target / "service").is_dir():
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit], cwd=PROJECT_ROOT, capture_output=True
+        )
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(target, filter="data")
+    return target
 
 
 def service_env(data_dir: Path) -> dict[str, str]:
@@ -441,6 +476,14 @@ def evaluate(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
         else None,
         "baseline_p99_over_p50_at_8": ratio(base["8"].get("p99_ms"), base["8"].get("p50_ms")),
     }
+    if PREVIOUS in runs:
+        before = runs[PREVIOUS]
+        for clients in ("1", "8"):
+            now, then = ours[clients].get("p50_ms"), before[clients].get("p50_ms")
+            ratios[f"policy_qa_over_previous_p50_at_{clients}"] = ratio(now, then)
+            ratios[f"policy_qa_minus_previous_p50_ms_at_{clients}"] = (
+                round(now - then, 2) if now is not None and then is not None else None
+            )
     errors = sum(int(r["errors"]) for r in ours.values())
     targets = [
         check(
@@ -525,6 +568,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes for policy-qa"
     )
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="also run the service as committed at this git ref (e.g. HEAD~1), side by side",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if any target fails")
     args = parser.parse_args(argv)
     if not {1, 8} <= set(args.concurrency):
@@ -563,6 +611,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         ),
     ]
+    if args.against:
+        # The same service as committed at another ref: its own index, the same model files.
+        previous = checkout(args.against, data_dir / "bench-against")
+        systems.insert(
+            1,
+            System(
+                PREVIOUS,
+                SERVICE_APP,
+                "/v1/ask",
+                {"mode": "hybrid"},
+                {
+                    **service_env(previous / "var"),
+                    "POLICY_QA_MODELS_DIR": str(settings.models_dir or data_dir / "models"),
+                    "WEB_CONCURRENCY": str(args.workers),
+                },
+                workers=args.workers,
+                cwd=previous,
+            ),
+        )
     base = load_questions(args.questions // 2)
     warmup = [q for pair in zip(base["zh"], base["en"], strict=False) for q in pair]
     variants = distinct_questions(base, args.requests * len(args.concurrency), settings)

@@ -40,8 +40,10 @@ def uvicorn_process(
     log_path: Path,
     workers: int = 1,
     quiet: bool = False,
+    cwd: Path = PROJECT_ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``app`` (an app factory, "module:function") on 127.0.0.1:``port``.
+    """``app`` (an app factory, "module:function") on 127.0.0.1:``port``, imported from the
+    checkout in ``cwd`` (the current directory comes first on ``python -m``'s path).
 
     Output goes to ``log_path``; the process is stopped on exit (SIGTERM, then SIGKILL).
     """
@@ -64,7 +66,7 @@ def uvicorn_process(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env={**os.environ, **OFFLINE_ENV, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

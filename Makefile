@@ -81,8 +81,8 @@ audit: install ## Check the installed dependencies for known vulnerabilities (ne
 	fi; \
 	rm -f $$log; exit $$status
 
-eval: index ## Evaluate retrieval on the gold set; writes var/reports/
-	$(BIN)/python -m eval $(EVAL_ARGS)
+eval: index ## Evaluate passages and answers on the gold set (GOLD=FILE for another); writes var/reports/
+	$(BIN)/python -m eval $(if $(GOLD),--gold $(GOLD)) $(EVAL_ARGS)
 
 bench: index ## Latency benchmark of the real server over loopback
 	$(BIN)/python -m bench.latency $(BENCH_ARGS)

@@ -184,6 +184,7 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
     Raises:
         SystemExit: the tails cannot make enough variants (use more questions).
     """
+    from index.answer.question import read_question
     from index.glossary import Glossary
     from index.lexical import Tokenizer
     from index.retriever import expand_question
@@ -193,11 +194,16 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
 
     def signature(question: str) -> tuple[object, ...]:
         language, expansions, _ = expand_question(question, glossary)
+        read = read_question(language.text, language.language)
         return (
             language.language,
             language.mixed,
             tuple(expansions),
-            tuple(tokenizer.anchors(language.text)),
+            read.asks,
+            read.required,
+            read.years,
+            read.aspects,
+            tuple(w for w, flag in tokenizer.tagged(language.text) if flag in ("nt", "nz", "eng")),
         )
 
     per_language: dict[str, list[str]] = {}

@@ -66,7 +66,7 @@ def create_app() -> Any:
 
     state = ServiceState(Settings())
     state.load()  # before serving: uvicorn starts accepting once the factory returns
-    retriever = state.retriever
+    retriever, answerer = state.retriever, state.answerer
 
     def layer(path: str, question: str) -> str:
         if path == "/embed":
@@ -76,10 +76,13 @@ def create_app() -> Any:
             return json.dumps({"timings_ms": {"embed": (time.perf_counter() - start) * 1e3}})
         if path == "/search":
             return json.dumps({"timings_ms": retriever.search(question, top_k=5).timings_ms})
-        return answer_question(retriever, AskRequest(question=question))[1].model_dump_json()
+        return answer_question(retriever, answerer, AskRequest(question=question))[
+            1
+        ].model_dump_json()
 
     framework = FastAPI()
     framework.state.retriever = retriever
+    framework.state.answerer = answerer
     framework.post("/fastapi", response_model=AskResponse)(plain_route)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -107,8 +110,8 @@ def create_app() -> Any:
 
 async def plain_route(body: AskRequest, request: Request) -> AskResponse:
     """``/v1/ask``'s work as a plain FastAPI route: no dependencies, no middleware."""
-    retriever = request.app.state.retriever
-    return (await asyncio.to_thread(answer_question, retriever, body))[1]
+    state = request.app.state
+    return (await asyncio.to_thread(answer_question, state.retriever, state.answerer, body))[1]
 
 
 async def measure(

@@ -1,4 +1,4 @@
-"""``python -m eval``: evaluate retrieval on the gold set, in process or over HTTP."""
+"""``python -m eval``: evaluate passages and answers on a gold set, in process or over HTTP."""
 
 from __future__ import annotations
 
@@ -9,47 +9,73 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eval.gold import load_gold
-from eval.report import COLUMNS, summarise, table_rows, write
-from eval.runner import Outcome, run
+from eval.gold import GOLD_PATH, GoldFormatError, load_gold
+from eval.report import (
+    ANSWER_HEADERS,
+    RANKING_COLUMNS,
+    Runs,
+    answer_rows,
+    ranking_rows,
+    summarise,
+    write,
+)
+from eval.runner import run
 from eval.targets import http_target, in_process_target
 from index.retriever import MODES, Mode
 from index.settings import Settings
 
 app = typer.Typer(add_completion=False)
-console = Console(width=150)
+console = Console(width=160)
 
 
 @app.command()
 def main(
-    split: Annotated[str, typer.Option(help="dev (tuning), test (held out) or all")] = "test",
+    gold: Annotated[
+        Path, typer.Option(help="Gold questions, one JSON object a line (see eval/gold.py)")
+    ] = GOLD_PATH,
+    split: Annotated[str, typer.Option(help="dev (tuning), test (held out) or all")] = "all",
     modes: Annotated[
         str, typer.Option(help="Comma-separated: hybrid,dense,lexical")
     ] = "hybrid,dense,lexical",
     url: Annotated[str | None, typer.Option(help="Evaluate a running service over HTTP")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default var/reports)")] = None,
 ) -> None:
-    """Print the metrics table and write eval.md, eval.json and eval.png."""
+    """Print the passage and answer tables; write eval.md, eval.json, eval.png and
+    no_answer.png."""
     settings = Settings()
-    items = load_gold(split=None if split == "all" else split)  # type: ignore[arg-type]
+    try:
+        items = load_gold(gold)
+    except GoldFormatError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(code=2) from error
+    splits = sorted({i.split for i in items}) if split == "all" else [split]
     chosen: list[Mode] = [m for m in MODES if m in modes.split(",")]
     target = http_target(url) if url else in_process_target(settings)
-    runs: dict[str, list[Outcome]] = {
-        mode: run(items, target.ask, target.relevant, mode=mode, show_progress=True)
-        for mode in chosen
+    runs: Runs = {
+        name: {
+            mode: run([i for i in items if i.split == name], target, mode=mode, show_progress=True)
+            for mode in chosen
+        }
+        for name in splits
     }
     summary = summarise(runs)
-    table = Table(
-        title=f"retrieval on the {split} split ({len(items)} questions) via {target.name}"
+    title = f"{gold.name}: {len(items)} questions via {target.name}"
+    _print(
+        f"passages ({title})", ["split", "mode", "lang", *RANKING_COLUMNS], ranking_rows(summary)
     )
-    for column in ("mode", "lang", *COLUMNS, "no-answer P/R"):
-        table.add_column(column)
-    for row in table_rows(summary):
-        table.add_row(*row)
-    console.print(table)
-    meta = {"split": split, "questions": len(items), "target": target.name}
+    _print(f"answers ({title})", ["split", "mode", "lang", *ANSWER_HEADERS], answer_rows(summary))
+    meta = {"gold": str(gold), "questions": len(items), "target": target.name}
     for path in write(summary, runs, meta, out or settings.data_dir / "reports"):
         console.print(f"wrote {path}")
+
+
+def _print(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 if __name__ == "__main__":

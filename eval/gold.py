@@ -1,25 +1,63 @@
-"""The gold question set: loading, validation, and evidence located in the index.
+"""Gold questions: loading (any file in the documented format), validation, and where the
+evidence lies in the documents.
 
-Evidence spans are quoted from the documents; they are matched ignoring whitespace so
-that spans copied from PDF-extracted text still locate exactly in the normalised text.
+One JSON object per line::
+
+    {"id": "dev-zh-001", "split": "dev", "lang": "zh", "question": "北京独角兽企业有多少家？",
+     "answer": "115家", "evidence": ["北京独角兽企业数量115家"], "doc_id": "bjsti-review-14fyp",
+     "type": "number", "answerable": true}
+
+``evidence`` holds spans quoted from document ``doc_id``; they are matched ignoring
+whitespace, so spans copied from PDF-extracted text still locate in the normalised text.
+An unanswerable question has ``"answerable": false``, no evidence and ``"doc_id": null``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from index.chunking import Chunk
 from index.documents import Document
+from index.errors import InvalidInputError
+from index.normalise import find_ignoring_whitespace
 
 GOLD_PATH = Path(__file__).with_name("gold.jsonl")
 Split = Literal["dev", "test"]
 # A passage counts as evidence when it holds at least this share of an evidence span.
 MIN_SPAN_OVERLAP = 0.5
-_WHITESPACE = re.compile(r"\s+")
+
+
+class GoldFormatError(InvalidInputError):
+    """A gold file line that does not follow the format; the message names the line."""
+
+
+class _GoldLine(BaseModel):
+    """One line of a gold file, as written."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(min_length=1)
+    split: Split
+    lang: Literal["zh", "en"]
+    question: str = Field(min_length=1)
+    answer: str
+    evidence: list[str]
+    doc_id: str | None
+    type: str = Field(min_length=1)
+    answerable: bool
+
+    @model_validator(mode="after")
+    def _evidence_matches_answerable(self) -> _GoldLine:
+        if self.answerable and not (self.evidence and self.doc_id):
+            raise ValueError("an answerable question needs doc_id and at least one evidence span")
+        if not self.answerable and (self.evidence or self.doc_id is not None):
+            raise ValueError("an unanswerable question has no evidence and doc_id null")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,38 +76,48 @@ class GoldItem:
 
 
 def load_gold(path: Path = GOLD_PATH, *, split: Split | None = None) -> list[GoldItem]:
-    """Read the gold set, optionally one split (``dev`` tunes settings, ``test`` is held out)."""
-    items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            raw = json.loads(line)
-            raw["evidence"] = tuple(raw["evidence"])
-            items.append(GoldItem(**raw))
+    """Read a gold file, optionally one split (``dev`` tunes settings, ``test`` is held out).
+
+    Raises:
+        GoldFormatError: a line is not JSON, or not a gold question (its number and what is
+            wrong are in the message), or an id repeats.
+    """
+    items: list[GoldItem] = []
+    seen: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GoldFormatError(f"{path}: cannot read the gold file: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            raw = _GoldLine.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise GoldFormatError(f"{where}: not JSON ({exc.msg}, column {exc.colno})") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()
+            )
+            raise GoldFormatError(f"{where}: {problems}") from exc
+        if raw.id in seen:
+            raise GoldFormatError(f"{where}: id {raw.id!r} repeats line {seen[raw.id]}")
+        seen[raw.id] = number
+        fields = raw.model_dump()
+        items.append(GoldItem(**{**fields, "evidence": tuple(raw.evidence)}))
     return [item for item in items if split is None or item.split == split]
 
 
 def locate(text: str, span: str) -> tuple[int, int] | None:
     """Find ``span`` in ``text`` ignoring whitespace; return its (start, end) in ``text``."""
-    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
-    compact = "".join(text[i] for i in positions)
-    needle = _WHITESPACE.sub("", span)
-    found = compact.find(needle) if needle else -1
-    if found < 0:
-        return None
-    return positions[found], positions[found + len(needle) - 1] + 1
+    return find_ignoring_whitespace(text, span)
 
 
 def validate(items: list[GoldItem], documents: dict[str, Document]) -> list[str]:
-    """Every problem with the gold set, as readable lines (empty when valid)."""
+    """Every problem that needs the documents, as readable lines (empty when valid)."""
     problems: list[str] = []
-    seen: set[str] = set()
     for item in items:
-        if item.id in seen:
-            problems.append(f"{item.id}: duplicate id")
-        seen.add(item.id)
-        if item.answerable != bool(item.evidence) or item.answerable != (item.doc_id is not None):
-            problems.append(f"{item.id}: answerable items need doc_id and evidence, others none")
-            continue
         if item.doc_id is None:
             continue
         document = documents.get(item.doc_id)

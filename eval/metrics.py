@@ -1,4 +1,4 @@
-"""Ranking metrics over binary relevance, plus no-answer detection quality.
+"""Ranking metrics over binary relevance, answer quality, and no-answer detection.
 
 Kept small and explicit; tests check them against hand-worked values and ir-measures.
 """
@@ -39,3 +39,54 @@ def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple
     precision = true_pos / predicted_pos if predicted_pos else 0.0
     recall = true_pos / actual_pos if actual_pos else 0.0
     return precision, recall
+
+
+MIN_ANSWER_OVERLAP = 0.5
+"""Share of an evidence span the answer must quote (see ``answer_holds_evidence``)."""
+
+
+def answer_holds_evidence(
+    quoted: Sequence[tuple[int, int]], evidence: Sequence[tuple[int, int]], text: str
+) -> bool:
+    """Whether an answer quotes the gold evidence.
+
+    The rule: for at least one evidence span, at least ``MIN_ANSWER_OVERLAP`` (half) of its
+    non-whitespace characters lie inside the answer's quoted spans. All spans are offsets
+    into ``text``, the gold document's normalised text; whitespace does not count because
+    PDF-extracted text breaks lines anywhere. Half, not all: an evidence span may run over
+    two sentences, and a quote of the one holding the fact states it.
+
+    Args:
+        quoted: the answer's (start, end) spans in the gold document.
+        evidence: the evidence's (start, end) spans in the same document.
+        text: that document's text.
+    """
+    for start, end in evidence:
+        needed = [i for i in range(start, end) if not text[i].isspace()]
+        inside = sum(1 for i in needed if any(a <= i < b for a, b in quoted))
+        if needed and inside >= MIN_ANSWER_OVERLAP * len(needed):
+            return True
+    return False
+
+
+def f1(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall (0 when both are 0)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def precision_recall_curve(
+    scores: Sequence[float], positive: Sequence[bool]
+) -> list[tuple[float, float, float]]:
+    """(threshold, precision, recall) for flagging every item scoring below each threshold.
+
+    Thresholds are the distinct scores plus one above the highest, ascending; an item with
+    score ``-inf`` is flagged at every threshold.
+    """
+    finite = sorted({s for s in scores if s != float("-inf")})
+    thresholds = [*finite, (finite[-1] + 1.0) if finite else 0.0]
+    curve = []
+    for threshold in thresholds:
+        flagged = [score < threshold for score in scores]
+        precision, recall = precision_recall(flagged, positive)
+        curve.append((threshold, precision, recall))
+    return curve

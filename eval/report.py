@@ -1,88 +1,161 @@
-"""Evaluation report: a table for the terminal, Markdown + JSON files, and a plot."""
+"""Evaluation report: tables for the terminal, Markdown + JSON files, and two plots."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from eval.runner import K_VALUES, Outcome, breakdown, failures, no_answer_metrics, ranking_metrics
+from eval.runner import (
+    K_VALUES,
+    Outcome,
+    answer_failures,
+    answer_metrics,
+    breakdown,
+    failures,
+    no_answer_curve,
+    ranking_metrics,
+)
 
-COLUMNS = ("n", "recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+RANKING_COLUMNS = ("n", "recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+ANSWER_COLUMNS = (
+    "answerable",
+    "answer_holds_evidence",
+    "answer_chars_median",
+    "unanswerable",
+    "no_answer_precision",
+    "no_answer_recall",
+    "no_answer_f1",
+    "wrongly_flagged",
+)
+ANSWER_HEADERS = (
+    "answerable",
+    "answer holds evidence",
+    "answer chars (median)",
+    "unanswerable",
+    "no-answer P",
+    "no-answer R",
+    "no-answer F1",
+    "answerable wrongly flagged",
+)
+LANGUAGES = ("zh", "en")
+Runs = dict[str, dict[str, list[Outcome]]]
+"""Outcomes by split, then by retrieval mode."""
 
 
-def summarise(runs: dict[str, list[Outcome]]) -> dict[str, Any]:
-    """Metrics per mode: overall, per language, per question type, no-answer quality."""
+def summarise(runs: Runs) -> dict[str, Any]:
+    """Metrics per split and mode: overall, per language, per question type, and the
+    no-answer precision-recall curve per language."""
     return {
-        mode: {
-            "overall": ranking_metrics(outcomes),
-            "by_language": breakdown(outcomes, lambda item: item.lang),
-            "by_type": breakdown(outcomes, lambda item: item.type),
-            "no_answer": {
-                lang: no_answer_metrics([o for o in outcomes if o.item.lang == lang])
-                for lang in ("zh", "en")
-            },
+        split: {
+            mode: {
+                "overall": {**ranking_metrics(outcomes), **answer_metrics(outcomes)},
+                "by_language": breakdown(outcomes, lambda item: item.lang),
+                "by_type": breakdown(outcomes, lambda item: item.type),
+                "no_answer_curve": {
+                    lang: no_answer_curve([o for o in outcomes if o.item.lang == lang])
+                    for lang in LANGUAGES
+                },
+            }
+            for mode, outcomes in modes.items()
         }
-        for mode, outcomes in runs.items()
+        for split, modes in runs.items()
     }
 
 
-def table_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Mode x language rows for printing."""
-    rows = []
-    for mode, parts in summary.items():
-        for lang, metrics in parts["by_language"].items():
-            values = [
-                f"{metrics.get(c, 0):.3f}" if c != "n" else str(int(metrics["n"])) for c in COLUMNS
-            ]
-            na = parts["no_answer"][lang]
-            rows.append(
-                [
-                    mode,
-                    lang,
-                    *values,
-                    f"{na['no_answer_precision']:.2f}/{na['no_answer_recall']:.2f}",
-                ]
-            )
-    return rows
+def ranking_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Split x mode x language rows of passage metrics."""
+    return [
+        [split, mode, lang, *(_cell(metrics, c) for c in RANKING_COLUMNS)]
+        for split, modes in summary.items()
+        for mode, parts in modes.items()
+        for lang, metrics in parts["by_language"].items()
+    ]
 
 
-def markdown(summary: dict[str, Any], runs: dict[str, list[Outcome]], meta: dict[str, Any]) -> str:
-    header = ["mode", "lang", *COLUMNS, "no-answer P/R"]
+def answer_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Split x mode x language rows of answer-line metrics."""
+    return [
+        [split, mode, lang, *(_cell(metrics, c) for c in ANSWER_COLUMNS)]
+        for split, modes in summary.items()
+        for mode, parts in modes.items()
+        for lang, metrics in parts["by_language"].items()
+    ]
+
+
+def _cell(metrics: dict[str, float], column: str) -> str:
+    value = metrics.get(column, 0)
+    whole = column in ("n", "answerable", "unanswerable", "answer_chars_median")
+    return str(int(value)) if whole else f"{value:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def markdown(summary: dict[str, Any], runs: Runs, meta: dict[str, Any]) -> str:
     lines = [
-        "# policy-qa retrieval evaluation",
+        "# policy-qa evaluation",
         "",
         ", ".join(f"{k}: {v}" for k, v in meta.items()),
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summary)]
-    first_mode = next(iter(runs))
-    lines += [
+        "## Passages",
         "",
-        f"## By question type ({first_mode})",
+        *_table(["split", "mode", "lang", *RANKING_COLUMNS], ranking_rows(summary)),
         "",
-        "| type | n | recall@5 | mrr@10 |",
-        "|---|---|---|---|",
+        "## The answer line",
+        "",
+        "An answer holds the evidence when it quotes at least half of one gold evidence span",
+        "(non-whitespace characters). No-answer precision and recall are those of flagging",
+        "unanswerable questions; wrongly flagged is the share of answerable ones flagged.",
+        "",
+        *_table(["split", "mode", "lang", *ANSWER_HEADERS], answer_rows(summary)),
+        "",
+        "![precision-recall of the no-answer decision](no_answer.png)",
     ]
-    for kind, metrics in summary[first_mode]["by_type"].items():
-        if metrics.get("n"):
-            recall, mrr = metrics["recall@5"], metrics["mrr@10"]
-            lines.append(f"| {kind} | {int(metrics['n'])} | {recall:.3f} | {mrr:.3f} |")
-    lines += ["", f"## Failures ({first_mode}: no evidence passage in the top 5)", ""]
-    for outcome in failures(runs[first_mode]):
-        lines.append(
-            f"- **{outcome.item.id}** {outcome.item.question}  \n"
-            f"  expected `{', '.join(sorted(outcome.relevant)) or '-'}` "
-            f"(evidence: {outcome.item.evidence[0] if outcome.item.evidence else '-'}); "
-            f"got `{', '.join(outcome.response.chunk_ids[:5])}`"
-        )
+    for split, modes in summary.items():
+        mode = next(iter(modes))
+        lines += [
+            "",
+            f"## By question type ({split}, {mode})",
+            "",
+            "| type | n | recall@1 | recall@5 | mrr@10 | answer holds evidence | no-answer R |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for kind, m in modes[mode]["by_type"].items():
+            lines.append(
+                f"| {kind} | {int(m['answerable'] + m['unanswerable'])} | "
+                f"{m.get('recall@1', 0):.3f} | {m.get('recall@5', 0):.3f} | "
+                f"{m.get('mrr@10', 0):.3f} | {m['answer_holds_evidence']:.3f} | "
+                f"{m['no_answer_recall']:.3f} |"
+            )
+    for split, modes in runs.items():
+        mode, outcomes = next(iter(modes.items()))
+        lines += ["", f"## Passage failures ({split}, {mode}: no evidence in the top 5)", ""]
+        lines += [
+            f"- **{o.item.id}** {o.item.question}  \n"
+            f"  expected `{', '.join(sorted(o.relevant)) or '-'}`; "
+            f"got `{', '.join(o.response.chunk_ids[:5])}`"
+            for o in failures(outcomes)
+        ]
+        lines += ["", f"## Answer failures ({split}, {mode})", ""]
+        lines += [_answer_failure(o) for o in answer_failures(outcomes)]
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict[str, Any], path: Path) -> None:
-    """Recall@k curves per mode and language, and recall@5 per question type."""
+def _answer_failure(outcome: Outcome) -> str:
+    item, response = outcome.item, outcome.response
+    got = "not stated" if response.no_answer else response.answer_text
+    expected = item.evidence[0] if item.evidence else "not stated"
+    return f"- **{item.id}** {item.question}  \n  expected: {expected}  \n  got: {got}"
+
+
+def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
+    """eval.png: Recall@k curves and recall@5 per question type (the last split);
+    no_answer.png: the no-answer decision's precision-recall curve per split and language,
+    with the service's operating point marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,10 +164,12 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     cjk = [f.name for f in font_manager.fontManager.ttflist if "CJK" in f.name]
     plt.rcParams["font.family"] = [*cjk[:1], "DejaVu Sans"]
+    split = list(summary)[-1]
+    modes = summary[split]
     figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
     styles = {"zh": ("-", "o"), "en": ("--", "s")}
-    colours = dict(zip(summary, ("#1f5fa8", "#e07b00", "#2e8b57"), strict=False))
-    for mode, parts in summary.items():
+    colours = dict(zip(modes, ("#1f5fa8", "#e07b00", "#2e8b57"), strict=False))
+    for mode, parts in modes.items():
         for lang, metrics in parts["by_language"].items():
             line, marker = styles.get(lang, (":", "^"))
             curves.plot(
@@ -106,7 +181,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                 label=f"{mode} · {'中文 Chinese' if lang == 'zh' else 'English'}",
             )
     curves.set(
-        title="Recall@k by retrieval mode and question language",
+        title=f"Recall@k by retrieval mode and question language ({split})",
         xlabel="k (passages returned)",
         ylabel="Recall@k (share of questions with evidence in top k)",
         ylim=(0, 1.02),
@@ -114,49 +189,90 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     )
     curves.grid(alpha=0.3)
     curves.legend(loc="lower right", fontsize=8)
-    first = next(iter(summary))
-    kinds = [k for k, m in summary[first]["by_type"].items() if m.get("n")]
-    width = 0.8 / max(1, len(summary))
-    for offset, (mode, parts) in enumerate(summary.items()):
+    first = next(iter(modes))
+    kinds = [k for k, m in modes[first]["by_type"].items() if m.get("n")]
+    width = 0.8 / max(1, len(modes))
+    for offset, (mode, parts) in enumerate(modes.items()):
         values = [parts["by_type"][k].get("recall@5", 0) for k in kinds]
         positions = [i + offset * width for i in range(len(kinds))]
         bars.bar(positions, values, width=width, label=mode, color=colours.get(mode))
     bars.set_xticks(
-        [i + width * (len(summary) - 1) / 2 for i in range(len(kinds))], kinds, rotation=30
+        [i + width * (len(modes) - 1) / 2 for i in range(len(kinds))], kinds, rotation=30
     )
-    bars.set(title="Recall@5 by question type", ylabel="Recall@5", ylim=(0, 1.05))
+    bars.set(title=f"Recall@5 by question type ({split})", ylabel="Recall@5", ylim=(0, 1.05))
     bars.grid(axis="y", alpha=0.3)
     bars.legend(fontsize=8)
-    figure.savefig(path, dpi=120)
+    recall_path = folder / "eval.png"
+    figure.savefig(recall_path, dpi=120)
     plt.close(figure)
 
+    figure, axes = plt.subplots(figsize=(7, 5.5), constrained_layout=True)
+    for split_name, split_modes in summary.items():
+        mode = next(iter(split_modes))
+        for lang in LANGUAGES:
+            curve = split_modes[mode]["no_answer_curve"][lang]
+            line, marker = styles[lang]
+            colour = "#1f5fa8" if split_name == "test" else "#e07b00"
+            label = f"{split_name} · {'中文 Chinese' if lang == 'zh' else 'English'}"
+            axes.plot(
+                [r for _, _, r in curve],
+                [p for _, p, _ in curve],
+                linestyle=line,
+                color=colour,
+                label=label,
+            )
+            chosen = split_modes[mode]["by_language"][lang]
+            axes.plot(
+                chosen["no_answer_recall"],
+                chosen["no_answer_precision"],
+                marker=marker,
+                markersize=9,
+                color=colour,
+                markeredgecolor="black",
+            )
+    axes.set(
+        title="“Not stated” decision: precision vs recall as the support threshold moves\n"
+        "(markers: the service's operating point, chosen on dev)",
+        xlabel="recall (share of unanswerable questions flagged)",
+        ylabel="precision (share of flagged questions truly unanswerable)",
+        xlim=(0, 1.02),
+        ylim=(0, 1.05),
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left", fontsize=8)
+    curve_path = folder / "no_answer.png"
+    figure.savefig(curve_path, dpi=120)
+    plt.close(figure)
+    return [recall_path, curve_path]
 
-def write(
-    summary: dict[str, Any], runs: dict[str, list[Outcome]], meta: dict[str, Any], folder: Path
-) -> list[Path]:
+
+def write(summary: dict[str, Any], runs: Runs, meta: dict[str, Any], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    md, js, png = folder / "eval.md", folder / "eval.json", folder / "eval.png"
+    md, js = folder / "eval.md", folder / "eval.json"
     md.write_text(markdown(summary, runs, meta), encoding="utf-8")
-    failures_by_mode = {
-        mode: [
-            {
-                "id": o.item.id,
-                "question": o.item.question,
-                "expected": sorted(o.relevant),
-                "evidence": list(o.item.evidence),
-                "got": list(o.response.chunk_ids[:5]),
-            }
-            for o in failures(outcomes)
-        ]
-        for mode, outcomes in runs.items()
+    details = {
+        split: {
+            mode: [
+                {
+                    "id": o.item.id,
+                    "question": o.item.question,
+                    "answerable": o.item.answerable,
+                    "relevant": sorted(o.relevant),
+                    "got": list(o.response.chunk_ids[:5]),
+                    "answer": None if o.response.no_answer else o.response.answer_text,
+                    "holds_evidence": o.holds_evidence,
+                    "support": o.response.support if math.isfinite(o.response.support) else None,
+                }
+                for o in outcomes
+            ]
+            for mode, outcomes in modes.items()
+        }
+        for split, modes in runs.items()
     }
     js.write_text(
         json.dumps(
-            {"meta": meta, "summary": summary, "failures": failures_by_mode},
-            ensure_ascii=False,
-            indent=2,
+            {"meta": meta, "summary": summary, "questions": details}, ensure_ascii=False, indent=2
         ),
         encoding="utf-8",
     )
-    plot(summary, png)
-    return [md, js, png]
+    return [md, js, *plot(summary, folder)]

@@ -1,55 +1,47 @@
-"""What the evaluation asks: the retriever in this process, or a service over HTTP.
+"""What the evaluation asks: the retriever and answer stage in this process, or a service
+over HTTP.
 
-Both return the same ``Response`` so their numbers can be compared directly.
+Both return the same ``Response``, so their numbers can be compared directly; both go
+through the same answer stage the widget's answers come from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import httpx
 
-from eval.gold import GoldItem, relevant_chunk_ids
-from eval.runner import AskFn, Response
+from eval.runner import DEPTH, Response, Target
+from index.answer import Answerer, Reason
 from index.chunking import Chunk
 from index.documents import Document, DocumentMeta
-from index.pipeline import ensure_snapshot, load_components, make_retriever
+from index.pipeline import ensure_snapshot, load_components, make_answerer, make_retriever
 from index.retriever import Mode, Retriever
 from index.settings import Settings
 from index.structure import PATH_SEPARATOR
 
-DEPTH = 10
 
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    ask: AskFn
-    relevant: Callable[[GoldItem], set[str]]
-
-
-def _relevance(
-    documents: dict[str, Document], chunks: list[Chunk]
-) -> Callable[[GoldItem], set[str]]:
-    return lambda item: relevant_chunk_ids(item, documents, chunks)
-
-
-def retriever_target(retriever: Retriever) -> Target:
-    """Ask a retriever directly (the quality gate in the test suite uses this)."""
+def local_target(retriever: Retriever, answerer: Answerer) -> Target:
+    """Ask the retriever and answer stage directly (the quality gate in the tests)."""
 
     def ask(question: str, mode: Mode) -> Response:
         result = retriever.search(question, top_k=DEPTH, mode=mode)
-        return Response(tuple(h.chunk_id for h in result.hits), result.no_answer, result.best_dense)
+        answer = answerer.answer(result)
+        return Response(
+            chunk_ids=tuple(h.chunk_id for h in result.hits),
+            no_answer=not answer.stated,
+            answer_text=answer.text if answer.stated else "",
+            quotes=tuple((q.doc_id, q.start, q.end) for q in answer.quotes),
+            support=answer.support,
+            vetoed=any(f.reason is not Reason.WEAK for f in answer.findings),
+        )
 
     snapshot = retriever.snapshot
-    return Target("in-process", ask, _relevance(snapshot.documents, list(snapshot.chunks.values())))
+    return Target("in-process", ask, dict(snapshot.documents), list(snapshot.chunks.values()))
 
 
 def in_process_target(settings: Settings) -> Target:
     parts = load_components(settings)
     snapshot, _ = ensure_snapshot(parts, show_progress=True)
-    return retriever_target(make_retriever(parts, snapshot))
+    return local_target(make_retriever(parts, snapshot), make_answerer(parts))
 
 
 def http_target(url: str, *, client: httpx.Client | None = None) -> Target:
@@ -60,7 +52,16 @@ def http_target(url: str, *, client: httpx.Client | None = None) -> Target:
         reply = http.post("/v1/ask", json={"question": question, "top_k": DEPTH, "mode": mode})
         reply.raise_for_status()
         body = reply.json()
-        return Response(tuple(p["chunk_id"] for p in body["passages"]), body["no_answer"])
+        answer = body["answer"] or {}
+        findings = (body.get("not_stated") or {}).get("findings", [])
+        return Response(
+            chunk_ids=tuple(p["chunk_id"] for p in body["passages"]),
+            no_answer=body["no_answer"],
+            answer_text=answer.get("text", ""),
+            quotes=tuple((q["doc_id"], q["start"], q["end"]) for q in answer.get("quotes", [])),
+            support=body["support"],
+            vetoed=any(f["reason"] != Reason.WEAK for f in findings),
+        )
 
     documents: dict[str, Document] = {}
     chunks: list[Chunk] = []
@@ -83,4 +84,4 @@ def http_target(url: str, *, client: httpx.Client | None = None) -> Target:
                     text=c["text"],
                 )
             )
-    return Target(f"http {url}", ask, _relevance(documents, chunks))
+    return Target(f"http {url}", ask, documents, chunks)

@@ -75,6 +75,7 @@ class Glossary:
         self._longest = max((len(key) for key in phrases), default=0)
         self._words = {word.lower() for key in phrases for word in key}
         self._aliases = [(alias, entry.zh) for entry in entries for alias in entry.zh_aliases]
+        self._longest_first = sorted(entries, key=lambda e: len(e.zh), reverse=True)
 
     def knows(self, word: str) -> bool:
         """Whether an English word occurs in any glossary phrase (e.g. "huairou")."""
@@ -108,6 +109,20 @@ class Glossary:
     @property
     def chinese_terms(self) -> list[str]:
         return [entry.zh for entry in self.entries]
+
+    def entries_in(self, text: str) -> list[GlossaryEntry]:
+        """The entries whose Chinese term ``text`` contains, in order of position; where
+        terms overlap, the longest (国家实验室 rather than 实验室)."""
+        found: list[tuple[int, int, GlossaryEntry]] = []
+        for entry in self._longest_first:
+            start = text.find(entry.zh)
+            while start >= 0:
+                end = start + len(entry.zh)
+                if not any(s < end and start < e for s, e, _ in found):
+                    found.append((start, end, entry))
+                    break
+                start = text.find(entry.zh, start + 1)
+        return [entry for _, _, entry in sorted(found, key=lambda item: item[0])]
 
     def expand(self, question: str) -> list[str]:
         """Chinese terms for the English phrases in ``question`` (in order of mention), then

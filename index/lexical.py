@@ -23,7 +23,6 @@ import numpy as np
 from index.errors import IndexIntegrityError
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_YEAR = re.compile(r"(19|20)\d\d")
 _WORD = re.compile(r"[a-z0-9][a-z0-9.&%-]*[a-z0-9%]|[a-z0-9]")
 # Function words that carry no topic; questions are full of them ("有多少", "what is").
 STOPWORDS = frozenset(
@@ -35,11 +34,6 @@ STOPWORDS = frozenset(
     "this these those what which who whom how many much does do did has have had it its "
     "there their they about into than then will would can could should please tell me".split()
 )
-
-
-def _inside_sentence(text: str, word: str) -> bool:
-    """False for a capitalised word that only starts the question ("What", "How")."""
-    return any(text[: m.start()].strip() != "" for m in re.finditer(re.escape(word), text))
 
 
 class Tokenizer:
@@ -59,23 +53,22 @@ class Tokenizer:
         for word in user_words:
             self._jieba.add_word(word, freq=2000)
 
-    def anchors(self, text: str) -> list[str]:
-        """Names, years and Latin words in a question: what a passage must mention to answer.
+    def tagged(self, text: str) -> list[tuple[str, str]]:
+        """(word, part-of-speech flag) pairs: jieba's tagger, which marks names (ns places,
+        nt organisations, nz other names) and Latin words (eng)."""
+        return [(pair.word, pair.flag) for pair in self._pos.cut(text)]
 
-        A question about 上海, 2030 or ByteDance cannot be answered by a corpus that never
-        names them, however close its passages are in meaning.
-        """
-        found: list[str] = []
-        for pair in self._pos.cut(text):
-            word, flag = pair.word, pair.flag
-            named = flag in ("ns", "nt", "nr", "nz") and len(word) > 1
-            year = flag in ("m", "eng") and _YEAR.fullmatch(word) is not None
-            # A capitalised Latin word inside a sentence is a name (Shanghai, ByteDance).
-            latin_name = flag == "eng" and len(word) > 2 and word[:1].isupper()
-            latin_name = latin_name and _inside_sentence(text, word)
-            if (named or year or latin_name) and word.lower() not in found:
-                found.append(word.lower())
-        return found
+    def words(self, text: str) -> list[str]:
+        """A question's content words, once each: jieba search-mode words and lowercase
+        ASCII words, without function words (no bigrams: they cross word boundaries)."""
+        lowered = text.lower()
+        found = [
+            word
+            for word in self._jieba.cut_for_search(lowered)
+            if len(word) > 1 and _CJK_RUN.fullmatch(word)
+        ]
+        found += _WORD.findall(lowered)
+        return list(dict.fromkeys(w for w in found if w not in STOPWORDS))
 
     def tokenize(self, text: str) -> list[str]:
         """Terms for BM25: jieba search-mode words, CJK bigrams, lowercase ASCII words."""
@@ -194,6 +187,14 @@ class LexicalIndex:
         if start == end:
             return None
         return arrays["indices"][start:end], arrays["data"][start:end]
+
+    def idf(self, term: str) -> float:
+        """BM25's idf of ``term`` over every passage; a term no passage holds gets the
+        largest weight there is, as the rarest term would."""
+        main = self._main_postings(term)
+        delta = self._delta.postings.get(term)
+        df = (0 if main is None else len(main[0])) + (0 if delta is None else len(delta[0]))
+        return _idf(df, max(self.size, 1))
 
     def knows(self, term: str) -> bool:
         """Whether the corpus contains ``term`` (a word, or all its character bigrams)."""

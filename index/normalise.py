@@ -104,3 +104,13 @@ def normalise(raw: str) -> str:
             paragraphs.append(line)
         previous = line
     return "\n".join(paragraphs)
+
+
+def find_ignoring_whitespace(text: str, needle: str) -> tuple[int, int] | None:
+    """Where ``needle`` first occurs in ``text`` when whitespace is ignored in both (text
+    extracted from a PDF breaks lines anywhere); its (start, end) in ``text``."""
+    compact = [ch for ch in needle if not ch.isspace()]
+    if not compact:
+        return None
+    match = re.search(r"\s*".join(map(re.escape, compact)), text)
+    return match.span() if match else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from index.answer import Answerer
 from index.build import build_snapshot, check_compatible, is_up_to_date
 from index.documents import load_corpus
 from index.embedding import Embedder
@@ -82,6 +83,11 @@ def open_snapshot(parts: Components, *, mmap: bool | None = None) -> Snapshot:
     snapshot = parts.store.load(mmap=parts.settings.mmap_index if mmap is None else mmap)
     check_compatible(snapshot.manifest, embedder=parts.embedder)
     return snapshot
+
+
+def make_answerer(parts: Components) -> Answerer:
+    """The answer stage over the same tokenizer and glossary as the retriever."""
+    return Answerer(tokenizer=parts.tokenizer, glossary=parts.glossary)
 
 
 def make_retriever(parts: Components, snapshot: Snapshot) -> Retriever:

@@ -20,7 +20,7 @@ from index.glossary import Glossary
 from index.language import QueryLanguage, detect_language
 from index.lexical import Tokenizer
 from index.settings import Settings
-from index.snapshot import Snapshot, split_vector_id
+from index.snapshot import Snapshot, split_vector_id, vector_ids
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -44,6 +44,9 @@ class Hit:
     lexical_score: float | None = None
     best_sentence: tuple[int, int] | None = None
     """Document offsets of the sentence that matched the question best (dense modes)."""
+    sentence_scores: tuple[float | None, ...] = ()
+    """Cosine of each sentence (``sentence_spans(text)`` order) to the question, where the
+    dense search reached it; None where it did not (or in lexical mode)."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,8 @@ class SearchResult:
     expansions: list[str]
     hits: list[Hit]
     best_dense: float | None
-    unmatched: list[str] = field(default_factory=list)
-    """Names or years in the question that the corpus never mentions."""
-    no_answer: bool = False
+    snapshot: Snapshot
+    """The snapshot that was searched: what the hits' offsets and statistics refer to."""
     query_terms: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -160,15 +162,11 @@ class Retriever:
                 if mode in ("hybrid", "lexical")
                 else []
             )
-            unmatched = [
-                anchor
-                for anchor in self.tokenizer.anchors(language.text)
-                if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
-            ]
-            return _LexicalSide(tokens, found, unmatched, _ms_since(started))
+            return _LexicalSide(tokens, found, _ms_since(started))
 
         dense: list[tuple[int, float]] = []
         best_slot: dict[int, int] = {}
+        vector_scores: dict[int, float] = {}
         if mode in ("hybrid", "dense"):
             # The lexical side runs on the other core while the model embeds the question.
             vector, side = self.embedder.embed_query_while(query_text, lexical_side)
@@ -177,9 +175,11 @@ class Retriever:
             allowed_vectors = (
                 None if allowed_rows is None else snapshot.vector_ids_for_rows(allowed_rows)
             )
-            dense, best_slot = _best_per_passage(
-                snapshot.dense.search(vector, depth * VECTORS_PER_PASSAGE, allowed=allowed_vectors)
+            vector_hits = snapshot.dense.search(
+                vector, depth * VECTORS_PER_PASSAGE, allowed=allowed_vectors
             )
+            vector_scores = dict(vector_hits)
+            dense, best_slot = _best_per_passage(vector_hits)
             dense = dense[:depth]
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
@@ -212,6 +212,7 @@ class Retriever:
                 dense_scores.get(row),
                 lexical_scores.get(row),
                 best_slot.get(row),
+                vector_scores,
             )
             for row, score in ranked[:top_k]
         ]
@@ -222,8 +223,7 @@ class Retriever:
             expansions=expansions,
             hits=hits,
             best_dense=best_dense,
-            unmatched=side.unmatched,
-            no_answer=self._no_answer(language, hits, best_dense, side.unmatched, bool(lexical)),
+            snapshot=snapshot,
             query_terms=side.tokens,
             timings_ms=timings,
         )
@@ -237,31 +237,6 @@ class Retriever:
         # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
         rows = snapshot.lexical_rows[[position for position, _ in found]].tolist()
         return [(row, score) for row, (_, score) in zip(rows, found, strict=True)]
-
-    def _no_answer(
-        self,
-        language: QueryLanguage,
-        hits: list[Hit],
-        best_dense: float | None,
-        unmatched: list[str],
-        lexical_matched: bool,
-    ) -> bool:
-        """Decide that the corpus does not answer the question.
-
-        On-topic questions about something the documents never name (another city, a
-        year they do not cover) are close in meaning to many passages, so a similarity
-        threshold alone cannot catch them; a missing name or year can.
-        """
-        if not hits or unmatched:
-            return True
-        if best_dense is None:
-            return not lexical_matched
-        floor = (
-            self.settings.no_answer_min_cosine_zh
-            if language.language == "zh"
-            else self.settings.no_answer_min_cosine_en
-        )
-        return best_dense < floor
 
     @staticmethod
     def _filters(
@@ -284,13 +259,19 @@ class Retriever:
         dense: float | None,
         lexical: float | None,
         slot: int | None,
+        vector_scores: dict[int, float],
     ) -> Hit:
         chunk = snapshot.chunks[row]
         document = snapshot.documents[chunk.doc_id]
+        spans = chunk.sentences
         sentence = None
         if slot:  # slot 0 is the whole passage: no single sentence won
-            start, end = chunk.sentences[slot - 1]
+            start, end = spans[slot - 1]
             sentence = (chunk.start + start, chunk.start + end)
+        ids = vector_ids(row, 1 + len(spans))[1:].tolist()
+        sentence_scores = tuple(
+            None if (cosine := vector_scores.get(i)) is None else round(cosine, 6) for i in ids
+        )
         return Hit(
             chunk_id=chunk.chunk_id,
             doc_id=chunk.doc_id,
@@ -303,6 +284,7 @@ class Retriever:
             dense_score=None if dense is None else round(dense, 6),
             lexical_score=None if lexical is None else round(lexical, 6),
             best_sentence=sentence,
+            sentence_scores=sentence_scores,
         )
 
 
@@ -312,7 +294,6 @@ class _LexicalSide:
 
     tokens: list[str]
     lexical: list[tuple[int, float]]
-    unmatched: list[str]
     ms: float
 
 

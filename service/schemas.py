@@ -111,9 +111,51 @@ class Passage(BaseModel):
     )
 
 
+class Quote(BaseModel):
+    """A verbatim piece of a document."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str = Field(description="Verbatim: equals document text[start:end].")
+    rank: int | None = Field(
+        description="Rank of the returned passage it is quoted from; null when none holds it."
+    )
+
+
+class Gloss(BaseModel):
+    text: str = Field(description="As written in the answer (or the catalog).")
+    english: str
+
+
+class ReadingAid(BaseModel):
+    """For English questions: help reading the Chinese answer, nothing generated."""
+
+    terms: list[Gloss] = Field(description="Glossary English for the answer's Chinese terms.")
+    figures: list[Gloss] = Field(description="The answer's figures with their units, in English.")
+    catalog: list[Gloss] = Field(description="The catalog's English, for catalog answers.")
+
+
 class Answer(BaseModel):
     text: str = Field(description="Sentence(s) quoted from the passages, with [n] markers.")
     citations: list[int] = Field(description="Ranks of the passages the answer quotes.")
+    source: Literal["passages", "catalog"] = Field(
+        description="passages, or the catalog for a question about a document itself."
+    )
+    quotes: list[Quote] = Field(description="The quoted pieces, with their offsets.")
+    reading_aid: ReadingAid | None = None
+
+
+class Finding(BaseModel):
+    reason: Literal["unknown_name", "year", "figure", "catalog", "weak", "no_passages"]
+    detail: str = Field(description="The name, year or kind of figure the reason is about.")
+
+
+class NotStated(BaseModel):
+    """Why there is no answer: the documents do not state what was asked."""
+
+    message: str = Field(description="Said plainly, in the question's language.")
+    findings: list[Finding]
 
 
 class AskResponse(BaseModel):
@@ -122,6 +164,13 @@ class AskResponse(BaseModel):
     language_detail: str = Field(description="zh, zh-Hant, en or mixed.")
     answer: Answer | None
     no_answer: bool
+    not_stated: NotStated | None = Field(
+        None, description="Set with no_answer: the documents do not state it, and why."
+    )
+    support: float = Field(
+        description="How much of the question the closest sentences share; answers below the "
+        "service's operating point are not given."
+    )
     passages: list[Passage]
     expansions: list[str] = Field(default_factory=list, description="Glossary terms added.")
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.answer import Answerer
 from index.build import build_snapshot, is_up_to_date, with_document, without_document
 from index.documents import (
     Document,
@@ -43,6 +44,7 @@ from index.pipeline import (
     Components,
     ensure_snapshot,
     load_components,
+    make_answerer,
     make_retriever,
     open_snapshot,
 )
@@ -78,6 +80,7 @@ class ServiceState:
         self._embedder = embedder
         self._parts: Components | None = None
         self._retriever: Retriever | None = None
+        self._answerer: Answerer | None = None
         self._admin = threading.Lock()
         self._version: str | None = None
         self.load_error: str | None = None
@@ -99,6 +102,7 @@ class ServiceState:
         self._parts = parts
         self._version = parts.store.loaded_version
         self._retriever = make_retriever(parts, snapshot)
+        self._answerer = make_answerer(parts)
         # Model, dictionaries and index are millions of long-lived objects: keep the cyclic
         # garbage collector from walking them again and again while requests wait.
         gc.collect()
@@ -159,6 +163,12 @@ class ServiceState:
             detail = f": {self.load_error}" if self.load_error else "; try again shortly"
             raise IndexNotReadyError(f"index not ready{detail}")
         return self._retriever
+
+    @property
+    def answerer(self) -> Answerer:
+        self.retriever  # noqa: B018 - raises if not ready
+        assert self._answerer is not None  # noqa: S101 - set together with the retriever
+        return self._answerer
 
     @property
     def snapshot(self) -> Snapshot:

@@ -1,0 +1,215 @@
+"""The answer stage: a question and its search result in, a quoted answer or "not stated" out.
+
+The service, the CLI's ``ask`` and the evaluation all answer through ``Answerer.answer``,
+so what is measured is what a reader sees. An answer is one or two adjacent sentences
+quoted from a passage (or, for a question about a document itself, the catalog fact where
+the document states it), always with document offsets; English questions also get a
+reading aid built from the quoted text and the glossary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from index.answer.catalog import CatalogFact, catalog_facts
+from index.answer.decide import (
+    MIN_SUPPORT,
+    Finding,
+    Reason,
+    not_stated,
+    support,
+    unknown_names,
+)
+from index.answer.question import Question, read_question
+from index.answer.reading_aid import Gloss, ReadingAid, reading_aid
+from index.answer.references import DocumentKinds
+from index.answer.select import (
+    ANSWER_PASSAGES,
+    Candidate,
+    QuestionTerms,
+    candidates,
+    choose,
+    question_terms,
+)
+
+if TYPE_CHECKING:
+    from index.documents import Document
+    from index.glossary import Glossary
+    from index.lexical import Tokenizer
+    from index.retriever import Hit, SearchResult
+    from index.snapshot import Snapshot
+
+OPENING_CHARS = 400
+"""How much of a document's start says what it is about (its title, issuer and first
+paragraph): a review "of the 14th Five-Year Plan period" says so there."""
+
+
+class Source(StrEnum):
+    PASSAGES = "passages"
+    CATALOG = "catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A verbatim piece of a document: ``document.text[start:end] == text``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    rank: int | None
+    """The rank of the returned passage it lies in; None when no returned passage holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the answer stage decided for one question."""
+
+    question: Question
+    quotes: tuple[Quote, ...]
+    """The answer, quoted (empty when the documents do not state it)."""
+    source: Source
+    facts: tuple[Gloss, ...]
+    """For an answer from the catalog: the catalog's values (with their English), which
+    the quotes show where the document's text states them."""
+    support: float
+    """How much of the question the answer shares (the quantity the operating point cuts)."""
+    findings: tuple[Finding, ...]
+    """Why the documents do not state it (empty when they do)."""
+    reading_aid: ReadingAid | None
+
+    @property
+    def stated(self) -> bool:
+        return bool(self.quotes or self.facts) and not self.findings
+
+    @property
+    def text(self) -> str:
+        """The quotes, each followed by its ``[rank]`` citation (the catalog's values where
+        the document's text does not state them)."""
+        quoted = "".join(f"{q.text}[{q.rank}]" if q.rank else q.text for q in self.quotes)
+        return quoted or "；".join(fact.text for fact in self.facts)
+
+    @property
+    def citations(self) -> list[int]:
+        return sorted({q.rank for q in self.quotes if q.rank})
+
+
+class Answerer:
+    """Answers questions from search results; holds nothing per question."""
+
+    def __init__(self, *, tokenizer: Tokenizer, glossary: Glossary) -> None:
+        self.tokenizer = tokenizer
+        self.glossary = glossary
+        self._kinds: tuple[Snapshot, DocumentKinds] | None = None
+
+    def answer(self, result: SearchResult) -> Answer:
+        """Answer the question ``result`` was searched for, from its hits."""
+        snapshot = result.snapshot
+        language = result.language
+        question = read_question(language.text, language.language)
+        hits = result.hits[:ANSWER_PASSAGES]
+        references = self._document_kinds(snapshot).named(question.text, question.language)
+        names = unknown_names(
+            question,
+            tagged=self.tokenizer.tagged(question.text),
+            expansions=result.expansions,
+            known=snapshot.lexical.knows,
+            glossary_knows=self.glossary.knows,
+        )
+        if question.aspects and hits:
+            about = (
+                next(iter(references.documents), None) if len(references.documents) == 1 else None
+            )
+            document = snapshot.documents[about or hits[0].doc_id]
+            facts = catalog_facts(document, question.aspects)
+            return self._from_catalog(question, facts, hits, document, names)
+        terms = question_terms(
+            question,
+            result.expansions,
+            self.tokenizer.words(question.text),
+            idf=snapshot.lexical.idf,
+            known=snapshot.lexical.knows,
+        )
+        terms = QuestionTerms(
+            {t: w for t, w in terms.weights.items() if not references.is_naming(t)}
+        )
+        chosen = choose(candidates(hits, terms), question, references.documents)
+
+        def preceding(candidate: Candidate, chars: int) -> str:
+            text = snapshot.documents[candidate.doc_id].text
+            return text[max(0, candidate.start - chars) : candidate.start]
+
+        def opening(candidate: Candidate) -> str:
+            document = snapshot.documents[candidate.doc_id]
+            meta = document.meta
+            catalog = " ".join(filter(None, (meta.title_zh, meta.title_en, meta.date, meta.number)))
+            return f"{catalog}\n{document.text[:OPENING_CHARS]}"
+
+        findings = not_stated(question, chosen, names=names, preceding=preceding, opening=opening)
+        strength = support(chosen, question)
+        if not findings and strength < MIN_SUPPORT[question.language]:
+            findings.append(Finding(Reason.WEAK))
+        quotes = tuple(Quote(c.doc_id, c.start, c.end, c.text, c.rank) for c in chosen)
+        return Answer(
+            question=question,
+            quotes=quotes if not findings else (),
+            source=Source.PASSAGES,
+            facts=(),
+            support=strength,
+            findings=tuple(findings),
+            reading_aid=self._aid(question, quotes) if not findings else None,
+        )
+
+    def _from_catalog(
+        self,
+        question: Question,
+        facts: list[CatalogFact],
+        hits: list[Hit],
+        document: Document,
+        names: list[str],
+    ) -> Answer:
+        """The asked catalog facts, each quoted where the document's text states it."""
+        findings = [Finding(Reason.UNKNOWN_NAME, name) for name in names]
+        asked = {fact.aspect for fact in facts}
+        findings += [Finding(Reason.CATALOG, a.value) for a in question.aspects if a not in asked]
+        if findings:
+            return Answer(question, (), Source.CATALOG, (), 0.0, tuple(findings), None)
+        quotes = tuple(q for fact in facts if (q := _catalog_quote(fact, hits, document)))
+        glosses = tuple(Gloss(fact.value, fact.english) for fact in facts)
+        aid = None
+        if question.language == "en":
+            aid = reading_aid("".join(q.text for q in quotes), self.glossary, glosses)
+        return Answer(question, quotes, Source.CATALOG, glosses, 1.0, (), aid)
+
+    def _aid(self, question: Question, quotes: tuple[Quote, ...]) -> ReadingAid | None:
+        if question.language != "en" or not quotes:
+            return None
+        return reading_aid("".join(q.text for q in quotes), self.glossary)
+
+    def _document_kinds(self, snapshot: Snapshot) -> DocumentKinds:
+        """Worked out once per snapshot (the catalog changes only with the snapshot)."""
+        cached = self._kinds
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, DocumentKinds(d.meta for d in snapshot.documents.values()))
+            self._kinds = cached
+        return cached[1]
+
+
+def _catalog_quote(fact: CatalogFact, hits: list[Hit], document: Document) -> Quote | None:
+    """The fact as the document's text states it, cited by the returned passage holding it
+    (None when the text does not state it word for word)."""
+    if fact.span is None:
+        return None
+    start, end = fact.span
+    doc_id = document.id
+    rank = next(
+        (
+            rank
+            for rank, hit in enumerate(hits, start=1)
+            if hit.doc_id == doc_id and hit.start <= start and end <= hit.end
+        ),
+        None,
+    )
+    return Quote(doc_id, start, end, document.text[start:end], rank)

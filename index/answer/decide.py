@@ -1,0 +1,202 @@
+"""Whether the chosen sentences state what was asked, or the documents do not say.
+
+On-topic questions about a fact the documents do not give (a valuation where they give a
+count, a year they do not cover, another city) are close in meaning to many passages, so a
+similarity floor alone cannot catch them. Each check below names one way an answer can fall
+short; any of them makes the answer "not stated", with its reason. A low ``support`` (how
+much of the question the answer shares) is the last, tunable check: its threshold is the
+operating point, chosen on the dev split to keep answerable questions answered.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from index.answer.figures import Kind
+from index.answer.question import Question
+from index.answer.select import Candidate
+
+PLACES_PATH = Path(__file__).with_name("places.tsv")
+YEAR_WINDOW_CHARS = 800
+"""A year the question names must appear in the answer; or, if the answer names no year,
+in its passage or this much of the document before it (a plan's "到2025年" heads the
+targets listed under it)."""
+SIMILARITY_BASELINE = {"zh": 0.88, "en": 0.84}
+"""A typical cosine of a question to an unrelated passage sentence, per question language
+(English questions meet Chinese sentences at lower cosines)."""
+SIMILARITY_WEIGHT = 10.0
+MIN_SUPPORT = {"zh": 0.0, "en": -1.0}
+"""The operating point: answers whose support is below it are "not stated"."""
+
+_QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")
+_MIN_TAGGED_NAME = 3
+
+
+class Reason(StrEnum):
+    """Why an answer is "not stated"."""
+
+    UNKNOWN_NAME = "unknown_name"
+    """The question names a place, organisation or programme the documents never mention."""
+    YEAR = "year"
+    """The question names a year or plan period the answer does not cover."""
+    FIGURE = "figure"
+    """The question asks for a kind of figure (an amount, a count, a share, a date) that the
+    closest sentences do not give."""
+    CATALOG = "catalog"
+    """The question asks for a fact about a document that its catalog entry lacks."""
+    WEAK = "weak"
+    """The closest sentences share too little with the question."""
+    NO_PASSAGES = "no_passages"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason, with what it is about (a name, a year, a kind of figure)."""
+
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    zh: str
+    en: tuple[str, ...]
+    forms: tuple[str, ...]
+    """The Chinese name and the other forms the documents may use (津冀 for Tianjin)."""
+
+
+@cache
+def places(path: Path = PLACES_PATH) -> tuple[Place, ...]:
+    """Provinces, major cities and countries, in Chinese and English."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return tuple(
+        Place(
+            zh=row["zh"],
+            en=tuple(v for v in row["en"].split("|") if v),
+            forms=(row["zh"], *(v for v in (row.get("also") or "").split("|") if v)),
+        )
+        for row in rows
+    )
+
+
+def unknown_names(
+    question: Question,
+    *,
+    tagged: Iterable[tuple[str, str]],
+    expansions: list[str],
+    known: Callable[[str], bool],
+    glossary_knows: Callable[[str], bool],
+) -> list[str]:
+    """Names in the question that no passage mentions.
+
+    Names are places (from ``places.tsv``), quoted names (“海聚工程”, 'Beijing Scholars'),
+    organisations jieba tags as such, and capitalised Latin words inside an English
+    sentence (Baidu, Lenovo). A name the glossary knows, or whose Chinese form a passage
+    uses, is not unknown.
+
+    Args:
+        question: the question as read.
+        tagged: (word, part-of-speech flag) pairs from jieba's tagger.
+        expansions: glossary terms the question expanded to.
+        known: whether a passage uses a Chinese term.
+        glossary_knows: whether an English word occurs in a glossary phrase.
+    """
+    text = question.text
+    found: list[str] = []
+
+    def unknown(name: str) -> None:
+        if name not in found:
+            found.append(name)
+
+    for place in places():
+        forms_known = any(known(form) or form in expansions for form in place.forms)
+        if place.zh in text and not forms_known:
+            unknown(place.zh)
+        for english in place.en:
+            if re.search(rf"\b{re.escape(english)}\b", text) and not forms_known:
+                unknown(english)
+    for match in _QUOTED.finditer(text):
+        name = match.group(1) or match.group(2)
+        if name.isascii():
+            words = re.findall(r"[A-Za-z]{3,}", name)
+            if words and not any(glossary_knows(w) or known(w.lower()) for w in words):
+                unknown(name)
+        elif not known(name):
+            unknown(name)
+    for word, flag in tagged:
+        # jieba tags organisations (nt) well; its other names (nz) include common phrases
+        # (重大成果), so those count only when not one of their character pairs is known.
+        tagged_name = flag == "nt" or (flag == "nz" and not any(known(b) for b in _pairs(word)))
+        tagged_name = tagged_name and len(word) >= _MIN_TAGGED_NAME
+        latin_name = flag == "eng" and _is_latin_name(word, text) and not glossary_knows(word)
+        if (tagged_name and not known(word)) or (latin_name and not known(word.lower())):
+            unknown(word)
+    return found
+
+
+def not_stated(
+    question: Question,
+    answer: list[Candidate],
+    *,
+    names: list[str],
+    preceding: Callable[[Candidate, int], str],
+    opening: Callable[[Candidate], str],
+) -> list[Finding]:
+    """Every reason the chosen sentences fall short of the question (empty: stated).
+
+    Args:
+        question: the question as read.
+        answer: the chosen sentences.
+        names: the question's unknown names (``unknown_names``).
+        preceding: the document text before a sentence, up to so many characters.
+        opening: the document's catalog entry and opening lines (where a review says which
+            period it covers, and a notice its year).
+    """
+    findings = [Finding(Reason.UNKNOWN_NAME, name) for name in names]
+    if not answer:
+        return [*findings, Finding(Reason.NO_PASSAGES)]
+    first = answer[0]
+    quoted = "".join(c.text for c in answer)
+    dated = Kind.DATE in frozenset().union(*(c.figures for c in answer))
+    context = quoted if dated else first.passage + preceding(first, YEAR_WINDOW_CHARS)
+    header = opening(first)
+    findings += [
+        Finding(Reason.YEAR, when)
+        for when in (*question.years, *question.periods)
+        if when not in context and when not in header
+    ]
+    given = frozenset().union(*(c.figures for c in answer))
+    findings += [
+        Finding(Reason.FIGURE, min(kinds)) for kinds in question.required if not kinds & given
+    ]
+    return findings
+
+
+def support(answer: list[Candidate], question: Question) -> float:
+    """How much of the question the answer shares: its words (rarity-weighted) and its
+    cosine above the language's baseline; comparable across questions of one language."""
+    if not answer:
+        return float("-inf")
+    coverage = max(c.coverage for c in answer)
+    similarity = max(c.similarity for c in answer)
+    if not similarity:  # lexical mode: no cosines
+        return coverage
+    return coverage + SIMILARITY_WEIGHT * (similarity - SIMILARITY_BASELINE[question.language])
+
+
+def _pairs(word: str) -> list[str]:
+    return [word[i : i + 2] for i in range(len(word) - 1)]
+
+
+def _is_latin_name(word: str, text: str) -> bool:
+    """A capitalised Latin word inside a sentence (not "What" opening it): a name."""
+    if len(word) <= 2 or not word[:1].isupper():
+        return False
+    return any(text[: m.start()].strip() != "" for m in re.finditer(re.escape(word), text))

@@ -77,6 +77,11 @@ class Glossary:
         self._aliases = [(alias, entry.zh) for entry in entries for alias in entry.zh_aliases]
         self._longest_first = sorted(entries, key=lambda e: len(e.zh), reverse=True)
 
+    def has_phrase(self, phrase: str) -> bool:
+        """Whether ``phrase`` is one of the glossary's English phrases (as normalised)."""
+        key = phrase_key(phrase)
+        return any(k in self._phrases for k in _keys(phrase)) if key else False
+
     def knows(self, word: str) -> bool:
         """Whether an English word occurs in any glossary phrase (e.g. "huairou")."""
         return _normalise_word(word).lower() in self._words

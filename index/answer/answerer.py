@@ -27,6 +27,7 @@ from index.answer.reading_aid import Gloss, ReadingAid, reading_aid
 from index.answer.references import DocumentKinds
 from index.answer.select import (
     ANSWER_PASSAGES,
+    CONTEXT_CHARS,
     Candidate,
     QuestionTerms,
     candidates,
@@ -117,6 +118,7 @@ class Answerer:
             expansions=result.expansions,
             known=snapshot.lexical.knows,
             glossary_knows=self.glossary.knows,
+            glossary_phrase=self.glossary.has_phrase,
         )
         if question.aspects and hits:
             about = (
@@ -135,19 +137,29 @@ class Answerer:
         terms = QuestionTerms(
             {t: w for t, w in terms.weights.items() if not references.is_naming(t)}
         )
-        chosen = choose(candidates(hits, terms), question, references.documents)
 
-        def preceding(candidate: Candidate, chars: int) -> str:
-            text = snapshot.documents[candidate.doc_id].text
-            return text[max(0, candidate.start - chars) : candidate.start]
+        def preceding(doc_id: str, start: int) -> str:
+            return snapshot.documents[doc_id].text[max(0, start - CONTEXT_CHARS) : start]
+
+        found = candidates(hits, terms, preceding=preceding)
+        chosen = choose(found, question, references.documents)
+
+        def catalog(candidate: Candidate) -> str:
+            meta = snapshot.documents[candidate.doc_id].meta
+            return " ".join(filter(None, (meta.title_zh, meta.title_en, meta.date, meta.number)))
 
         def opening(candidate: Candidate) -> str:
-            document = snapshot.documents[candidate.doc_id]
-            meta = document.meta
-            catalog = " ".join(filter(None, (meta.title_zh, meta.title_en, meta.date, meta.number)))
-            return f"{catalog}\n{document.text[:OPENING_CHARS]}"
+            return snapshot.documents[candidate.doc_id].text[:OPENING_CHARS]
 
-        findings = not_stated(question, chosen, names=names, preceding=preceding, opening=opening)
+        best_coverage = max((c.coverage for c in found), default=0.0)
+        findings = not_stated(
+            question,
+            chosen,
+            names=names,
+            best_coverage=best_coverage,
+            catalog=catalog,
+            opening=opening,
+        )
         strength = support(chosen, question)
         if not findings and strength < MIN_SUPPORT[question.language]:
             findings.append(Finding(Reason.WEAK))

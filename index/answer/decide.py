@@ -23,10 +23,9 @@ from index.answer.question import Question
 from index.answer.select import Candidate
 
 PLACES_PATH = Path(__file__).with_name("places.tsv")
-YEAR_WINDOW_CHARS = 800
-"""A year the question names must appear in the answer; or, if the answer names no year,
-in its passage or this much of the document before it (a plan's "到2025年" heads the
-targets listed under it)."""
+TOPIC_SHARE = 0.3
+"""An answer to a question asking for a figure must share at least this share of the
+question's words that the closest sentence shares."""
 SIMILARITY_BASELINE = {"zh": 0.88, "en": 0.84}
 """A typical cosine of a question to an unrelated passage sentence, per question language
 (English questions meet Chinese sentences at lower cosines)."""
@@ -36,6 +35,8 @@ MIN_SUPPORT = {"zh": 0.0, "en": -1.0}
 
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")
 _MIN_TAGGED_NAME = 3
+_NOW = re.compile(r"目前|现在|截至目前|当前|如今")
+"""A sentence about the present is dated: it answers no question about another year."""
 
 
 class Reason(StrEnum):
@@ -93,6 +94,7 @@ def unknown_names(
     expansions: list[str],
     known: Callable[[str], bool],
     glossary_knows: Callable[[str], bool],
+    glossary_phrase: Callable[[str], bool],
 ) -> list[str]:
     """Names in the question that no passage mentions.
 
@@ -107,6 +109,7 @@ def unknown_names(
         expansions: glossary terms the question expanded to.
         known: whether a passage uses a Chinese term.
         glossary_knows: whether an English word occurs in a glossary phrase.
+        glossary_phrase: whether an English phrase is a glossary phrase.
     """
     text = question.text
     found: list[str] = []
@@ -116,7 +119,9 @@ def unknown_names(
             found.append(name)
 
     for place in places():
-        forms_known = any(known(form) or form in expansions for form in place.forms)
+        # Another form counts only through the glossary ("Tianjin and Hebei" is 津冀); the
+        # documents' 津冀 does not say anything about 天津 alone.
+        forms_known = known(place.zh) or any(form in expansions for form in place.forms)
         if place.zh in text and not forms_known:
             unknown(place.zh)
         for english in place.en:
@@ -125,8 +130,10 @@ def unknown_names(
     for match in _QUOTED.finditer(text):
         name = match.group(1) or match.group(2)
         if name.isascii():
-            words = re.findall(r"[A-Za-z]{3,}", name)
-            if words and not any(glossary_knows(w) or known(w.lower()) for w in words):
+            # A quoted English name (capitalised) that is no glossary phrase and has a word
+            # the documents never use.
+            words = re.findall(r"\b[A-Z][A-Za-z]{2,}", name)
+            if words and not glossary_phrase(name) and not all(known(w.lower()) for w in words):
                 unknown(name)
         elif not known(name):
             unknown(name)
@@ -146,7 +153,8 @@ def not_stated(
     answer: list[Candidate],
     *,
     names: list[str],
-    preceding: Callable[[Candidate, int], str],
+    best_coverage: float,
+    catalog: Callable[[Candidate], str],
     opening: Callable[[Candidate], str],
 ) -> list[Finding]:
     """Every reason the chosen sentences fall short of the question (empty: stated).
@@ -155,26 +163,42 @@ def not_stated(
         question: the question as read.
         answer: the chosen sentences.
         names: the question's unknown names (``unknown_names``).
-        preceding: the document text before a sentence, up to so many characters.
-        opening: the document's catalog entry and opening lines (where a review says which
-            period it covers, and a notice its year).
+        best_coverage: the highest coverage of the question among all candidates.
+        catalog: the catalog entry of a sentence's document (a notice's year is its date's).
+        opening: the opening lines of a sentence's document (where a review says which
+            period it covers).
     """
     findings = [Finding(Reason.UNKNOWN_NAME, name) for name in names]
     if not answer:
         return [*findings, Finding(Reason.NO_PASSAGES)]
     first = answer[0]
     quoted = "".join(c.text for c in answer)
-    dated = Kind.DATE in frozenset().union(*(c.figures for c in answer))
-    context = quoted if dated else first.passage + preceding(first, YEAR_WINDOW_CHARS)
-    header = opening(first)
+    dated = Kind.DATE in frozenset().union(*(c.figures for c in answer)) or bool(
+        _NOW.search(quoted)
+    )
+    # A year the question names must be in the answer; if the answer names no year, in
+    # its context (under a heading such as "到2025年").
+    context = quoted if dated else first.context
+    entry, start = catalog(first), opening(first)
     findings += [
-        Finding(Reason.YEAR, when)
-        for when in (*question.years, *question.periods)
-        if when not in context and when not in header
+        Finding(Reason.YEAR, year)
+        for year in question.years
+        if year not in context and year not in entry
+    ]
+    findings += [
+        Finding(Reason.YEAR, period)
+        for period in question.periods
+        if period not in context and period not in entry and period not in start
     ]
     given = frozenset().union(*(c.figures for c in answer))
+    # The figure must be about what was asked: an answer sharing much less of the question
+    # than the closest sentence does is a figure about something else (a count of 科技企业
+    # for a question about 高新技术企业).
+    off_topic = max(c.coverage for c in answer) < TOPIC_SHARE * best_coverage
     findings += [
-        Finding(Reason.FIGURE, min(kinds)) for kinds in question.required if not kinds & given
+        Finding(Reason.FIGURE, min(kinds))
+        for kinds in question.required
+        if not kinds & given or off_topic
     ]
     return findings
 

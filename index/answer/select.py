@@ -35,7 +35,9 @@ half as much for "how much" or "多少" without a kind."""
 SHAPE_WEIGHT = 0.12
 """Has the shape the question asks for: a target for goals, an enumeration for lists."""
 YEAR_WEIGHT = 0.2
-"""The passage names the year the question asks about."""
+"""The sentence's context names the year the question asks about."""
+CONTEXT_CHARS = 800
+"""How much of the document before a passage counts as its context."""
 DOCUMENT_WEIGHT = 0.3
 """The sentence is in the document the question names ("the work plan", "这份方案")."""
 PREAMBLE_PENALTY = 0.5
@@ -63,8 +65,9 @@ class Candidate:
     text: str
     position: int
     """Index of the sentence within its passage."""
-    passage: str
-    """The passage's text with its section path: what a year or a document is looked up in."""
+    context: str
+    """The passage with its section path and the document text before it: where a year the
+    question names is looked for (a plan's "到2025年" heads the targets listed under it)."""
     similarity: float
     coverage: float
     figures: frozenset[Kind]
@@ -114,17 +117,28 @@ def question_terms(
         chosen = [*words, *expansions]
     else:
         chosen = [*expansions, *(w for w in words if w.isascii() and known(w))]
-    return QuestionTerms({term: idf(term) for term in dict.fromkeys(chosen)})
+    # Years and plan periods say when, not what: the year and period checks handle them.
+    when = {*question.years, *question.periods}
+    return QuestionTerms({term: idf(term) for term in dict.fromkeys(chosen) if term not in when})
 
 
-def candidates(hits: list[Hit], terms: QuestionTerms) -> list[Candidate]:
-    """Every sentence of the first ``ANSWER_PASSAGES`` hits."""
+def candidates(
+    hits: list[Hit], terms: QuestionTerms, *, preceding: Callable[[str, int], str]
+) -> list[Candidate]:
+    """Every sentence of the first ``ANSWER_PASSAGES`` hits.
+
+    Args:
+        hits: the ranked passages.
+        terms: the question's weighted words.
+        preceding: the ``CONTEXT_CHARS`` of a document before an offset.
+    """
     reached = [s for hit in hits[:ANSWER_PASSAGES] for s in hit.sentence_scores if s is not None]
     unreached = min(reached) - UNREACHED_SIMILARITY_GAP if reached else 0.0
     found: list[Candidate] = []
     for rank, hit in enumerate(hits[:ANSWER_PASSAGES], start=1):
         headings = {_compact(line) for line in hit.section.split(PATH_SEPARATOR)}
         title = _compact(hit.title)
+        context = f"{preceding(hit.doc_id, hit.start)}\n{hit.section}\n{hit.text}"
         spans = sentence_spans(hit.text)
         scores = hit.sentence_scores or (None,) * len(spans)
         for position, ((start, end), similarity) in enumerate(zip(spans, scores, strict=False)):
@@ -138,7 +152,7 @@ def candidates(hits: list[Hit], terms: QuestionTerms) -> list[Candidate]:
                     end=hit.start + end,
                     text=text,
                     position=position,
-                    passage=f"{hit.section}\n{hit.text}",
+                    context=context,
                     similarity=unreached if similarity is None else similarity,
                     coverage=terms.coverage(text),
                     figures=kinds_in(text),
@@ -163,7 +177,7 @@ def score(
         value += FIGURE_WEIGHT / (2 if question.asks is Asks.QUANTITY else 1)
     if _has_shape(candidate.text, question.asks):
         value += SHAPE_WEIGHT
-    if question.years and any(year in candidate.passage for year in question.years):
+    if question.years and any(year in candidate.context for year in question.years):
         value += YEAR_WEIGHT
     if candidate.doc_id in named_documents:
         value += DOCUMENT_WEIGHT

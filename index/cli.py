@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from index.answer.messages import not_stated_message
 from index.build import with_document, without_document
 from index.documents import (
     SUPPORTED_SUFFIXES,
@@ -28,6 +29,7 @@ from index.pipeline import (
     Components,
     ensure_snapshot,
     load_components,
+    make_answerer,
     make_retriever,
     open_snapshot,
 )
@@ -196,7 +198,8 @@ def ask(
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
     doc: Annotated[list[str] | None, typer.Option(help="Restrict to a document id.")] = None,
 ) -> None:
-    """Ask from the terminal; prints passages with their citations."""
+    """Ask from the terminal; prints the answer (or why the documents do not state it) and
+    the passages with their citations."""
     if mode not in MODES:
         raise _fail(InvalidInputError(f"mode must be one of {', '.join(MODES)}"))
     try:
@@ -205,9 +208,18 @@ def ask(
         result = make_retriever(parts, snapshot).search(
             question, top_k=top_k, mode=_mode(mode), doc_ids=doc
         )
+        answer = make_answerer(parts).answer(result)
     except PolicyQAError as error:
         raise _fail(error) from error
     console.print(f"[dim]language: {result.language.detail}; expansions: {result.expansions}[/]")
+    if answer.stated:
+        console.print(f"[bold green]answer:[/] {answer.text}")
+        aid = answer.reading_aid
+        for gloss in (*aid.catalog, *aid.terms, *aid.figures) if aid else ():
+            console.print(f"  [dim]{gloss.text} = {gloss.english}[/]")
+    else:
+        message = not_stated_message(answer.findings, result.language.language)
+        console.print(f"[bold yellow]not stated:[/] {message}")
     for rank, hit in enumerate(result.hits, start=1):
         console.print(f"\n[bold][{rank}][/] [cyan]{hit.title}[/] › {hit.section or '—'}")
         console.print(f"[dim]{hit.doc_id} chars {hit.start}-{hit.end}, score {hit.score:.3f}[/]")

@@ -13,10 +13,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from index.answer import Answerer
 from index.documents import Document, load_corpus
 from index.embedding import Embedder
 from index.model_build import ensure_default_model
-from index.pipeline import Components, ensure_snapshot, load_components, make_retriever
+from index.pipeline import (
+    Components,
+    ensure_snapshot,
+    load_components,
+    make_answerer,
+    make_retriever,
+)
 from index.retriever import Retriever
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
@@ -72,6 +79,11 @@ def snapshot(components: Components) -> Snapshot:
 @pytest.fixture(scope="session")
 def retriever(components: Components, snapshot: Snapshot) -> Retriever:
     return make_retriever(components, snapshot)
+
+
+@pytest.fixture(scope="session")
+def answerer(components: Components) -> Answerer:
+    return make_answerer(components)
 
 
 @pytest.fixture(scope="session")

@@ -60,14 +60,22 @@ def test_passages_quote_the_document_exactly(client: TestClient) -> None:
 
 
 def test_answer_cites_only_returned_passages(client: TestClient) -> None:
-    for question in [*QUESTIONS.values(), "中关村论坛有哪些功能？", "What is Zhuanguoguo?"]:
+    questions = [*QUESTIONS.values(), "中关村论坛有哪些功能？", "What is Zhuanguoguo?"]
+    for question in [*questions, "Which body published the review of Beijing's sci-tech work?"]:
         body = ask(client, question, top_k=5)
-        ranks = {p["rank"] for p in body["passages"]}  # type: ignore[attr-defined]
-        if body["answer"]:
-            citations = body["answer"]["citations"]  # type: ignore[index]
-            assert citations and set(citations) <= ranks
-            for rank in citations:
-                assert f"[{rank}]" in body["answer"]["text"]  # type: ignore[index]
+        passages = {p["rank"]: p for p in body["passages"]}  # type: ignore[attr-defined]
+        answer = body["answer"]
+        assert isinstance(answer, dict), question
+        assert set(answer["citations"]) <= set(passages)
+        for rank in answer["citations"]:
+            assert f"[{rank}]" in answer["text"]
+        for quote in answer["quotes"]:
+            text = client.get(f"/v1/documents/{quote['doc_id']}").json()["text"]
+            assert text[quote["start"] : quote["end"]] == quote["text"]
+            if quote["rank"] is not None:  # the quote lies in the passage it cites
+                passage = passages[quote["rank"]]
+                assert passage["start"] <= quote["start"] < quote["end"] <= passage["end"]
+                assert {"start": quote["start"], "end": quote["end"]} in passage["highlights"]
 
 
 @pytest.mark.parametrize(
@@ -79,7 +87,15 @@ def test_answer_cites_only_returned_passages(client: TestClient) -> None:
 )
 def test_unanswerable_questions(client: TestClient, question: str) -> None:
     body = ask(client, question)
-    assert body["no_answer"] is True and body["answer"] is None
+    assert body["no_answer"] is True and body["answer"] is None and body["passages"]
+    not_stated = body["not_stated"]
+    assert isinstance(not_stated, dict)
+    assert not_stated["findings"] == [{"reason": "unknown_name", "detail": "上海"}] or not_stated[
+        "findings"
+    ] == [{"reason": "unknown_name", "detail": "Shanghai"}]
+    # Said in the question's language.
+    chinese = re.search(r"[\u4e00-\u9fff]", question) is not None
+    assert not_stated["message"].startswith("文件中没有说明" if chinese else "The documents do not")
 
 
 def test_filters_and_modes(client: TestClient) -> None:

@@ -152,11 +152,21 @@ class Answerer:
             return snapshot.documents[candidate.doc_id].text[:OPENING_CHARS]
 
         best_coverage = max((c.coverage for c in found), default=0.0)
+        subject = question_terms(
+            question,
+            self.glossary.expand(question.subject) if question.language == "en" else [],
+            self.tokenizer.words(question.subject) if question.language == "zh" else [],
+            idf=snapshot.lexical.idf,
+            known=snapshot.lexical.knows,
+        )
         findings = not_stated(
             question,
             chosen,
             names=names,
             best_coverage=best_coverage,
+            subject=subject,
+            subject_forms=self._subject_forms(question),
+            found=found,
             catalog=catalog,
             opening=opening,
         )
@@ -194,6 +204,17 @@ class Answerer:
         if question.language == "en":
             aid = reading_aid("".join(q.text for q in quotes), self.glossary, glosses)
         return Answer(question, quotes, Source.CATALOG, glosses, 1.0, (), aid)
+
+    def _subject_forms(self, question: Question) -> list[str]:
+        """What a counting question is about as the documents would name it: the Chinese
+        words themselves, or the glossary's term when the English is a glossary phrase."""
+        if not question.subject:
+            return []
+        if question.language == "zh":
+            return [question.subject]
+        if self.glossary.has_phrase(question.subject):
+            return self.glossary.expand(question.subject)[:1]
+        return []
 
     def _aid(self, question: Question, quotes: tuple[Quote, ...]) -> ReadingAid | None:
         if question.language != "en" or not quotes:

@@ -20,12 +20,15 @@ from pathlib import Path
 
 from index.answer.figures import Kind
 from index.answer.question import Question
-from index.answer.select import Candidate
+from index.answer.select import Candidate, QuestionTerms
 
 PLACES_PATH = Path(__file__).with_name("places.tsv")
 TOPIC_SHARE = 0.3
 """An answer to a question asking for a figure must share at least this share of the
 question's words that the closest sentence shares."""
+SUBJECT_SHARE = 0.5
+"""An answer to "how many X" must contain at least this share of X's words when another
+of the closest sentences contains them all."""
 SIMILARITY_BASELINE = {"zh": 0.88, "en": 0.84}
 """A typical cosine of a question to an unrelated passage sentence, per question language
 (English questions meet Chinese sentences at lower cosines)."""
@@ -154,6 +157,9 @@ def not_stated(
     *,
     names: list[str],
     best_coverage: float,
+    subject: QuestionTerms,
+    subject_forms: list[str],
+    found: list[Candidate],
     catalog: Callable[[Candidate], str],
     opening: Callable[[Candidate], str],
 ) -> list[Finding]:
@@ -164,6 +170,10 @@ def not_stated(
         answer: the chosen sentences.
         names: the question's unknown names (``unknown_names``).
         best_coverage: the highest coverage of the question among all candidates.
+        subject: the words of what a counting or measuring question is about.
+        subject_forms: that thing as the documents would name it (the Chinese subject
+            itself, or the glossary's term for an English one).
+        found: every candidate sentence.
         catalog: the catalog entry of a sentence's document (a notice's year is its date's).
         opening: the opening lines of a sentence's document (where a review says which
             period it covers).
@@ -195,6 +205,11 @@ def not_stated(
     # than the closest sentence does is a figure about something else (a count of 科技企业
     # for a question about 高新技术企业).
     off_topic = max(c.coverage for c in answer) < TOPIC_SHARE * best_coverage
+    # A figure about something else, while the closest passages name the thing asked about
+    # without a figure (332家外资研发中心, for 高新技术企业, which only "rank first").
+    named_elsewhere = any(form in c.text for form in subject_forms for c in found)
+    if subject.weights and named_elsewhere:
+        off_topic |= max(subject.coverage(c.text) for c in answer) < SUBJECT_SHARE
     findings += [
         Finding(Reason.FIGURE, min(kinds))
         for kinds in question.required

@@ -208,6 +208,29 @@ _PART_BREAK = {
 }
 
 
+_SUBJECT = {
+    "zh": [
+        re.compile(rf"(?:多少|几)[{_COUNT_UNITS}](?P<subject>[\u4e00-\u9fff“”A-Za-z0-9]{{2,16}})"),
+        re.compile(
+            rf"(?P<subject>[\u4e00-\u9fff“”A-Za-z0-9]{{2,16}}?)(?:一共|总共|累计|共)?"
+            rf"(?:有|是|达|为|建了|设了)?(?:多少|几)[{_COUNT_UNITS}]?"
+        ),
+    ],
+    "en": [
+        re.compile(
+            r"\bhow (?:many|much) (?P<subject>(?:[\w&'-]+ ){0,5}?[\w&'-]+?)"
+            r"(?= (?:does|do|did|has|have|had|is|are|was|were|will|can|could|should|in|of)\b)",
+            re.IGNORECASE,
+        ),
+        re.compile(
+            r"\bwhat (?:is|was) (?:the )?(?:total |combined )?(?P<subject>(?:[\w&'-]+ ){0,5}?"
+            r"[\w&'-]+?)(?= (?:of|in|for)\b)",
+            re.IGNORECASE,
+        ),
+    ],
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Question:
     """A question as the answer stage reads it."""
@@ -227,6 +250,9 @@ class Question:
     """Five-Year Plan periods it names, as the documents write them (十四五)."""
     aspects: tuple[Aspect, ...]
     """Set when the question asks about a document itself (its issuer, date, ...)."""
+    subject: str = ""
+    """What a "how many" or "how much" question counts or measures (高新技术企业 in
+    "北京累计认定了多少家高新技术企业？"): a figure about something else does not answer it."""
 
 
 def read_question(text: str, language: str) -> Question:
@@ -254,7 +280,17 @@ def read_question(text: str, language: str) -> Question:
         years=tuple(dict.fromkeys(_YEAR.findall(text))),
         periods=tuple(dict.fromkeys(periods)),
         aspects=aspects,
+        subject=_subject(parts[0], key),
     )
+
+
+def _subject(text: str, key: str) -> str:
+    """The thing a counting or measuring question is about, as worded ("" if unclear)."""
+    for pattern in _SUBJECT[key]:
+        match = pattern.search(text)
+        if match:
+            return match["subject"].strip()
+    return ""
 
 
 def _asks(text: str, key: str) -> Asks:

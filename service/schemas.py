@@ -109,6 +109,9 @@ class Passage(BaseModel):
     highlights: list[Span] = Field(
         default_factory=list, description="Answer sentence(s) inside this passage."
     )
+    best_sentence: Span | None = Field(
+        None, description="The passage's sentence closest to the question (dense modes)."
+    )
 
 
 class Quote(BaseModel):

@@ -356,7 +356,8 @@ def test_english_answer_from_an_allowed_host_site(
     assert page.locator(f"{W} h2").inner_text() == "Policy Q&A"
     reply = _ask(page, EN_QUESTION)
     assert "115" in reply.locator(".answer-text").inner_text()
-    assert reply.locator(".label").first.inner_text().lower() == "sources"
+    labels = [label.lower() for label in reply.locator(".label").all_inner_texts()]
+    assert labels[0].startswith("reading aid") and "sources" in labels
     # English UI: the document title comes from the catalog's English title.
     title = reply.locator(".source .doc").first.inner_text()
     assert title.startswith("Building a Major World Science Centre")
@@ -380,6 +381,9 @@ def test_no_answer_lists_the_closest_passages(
     assert "no-answer" in (reply.get_attribute("class") or "")
     assert reply.locator("h3").inner_text() == "文件中未找到答案"
     assert reply.locator(".label").inner_text() == "最接近的段落"
+    # The service's own words, in the question's language, say why.
+    assert reply.locator(".not-stated").inner_text() == body["not_stated"]["message"]
+    assert "上海" in reply.locator(".not-stated").inner_text()
     assert reply.locator(".source").count() == len(body["passages"])
     assert reply.locator(".cite").count() == 0
     _shot(page, "widget-noanswer.png")
@@ -387,6 +391,56 @@ def test_no_answer_lists_the_closest_passages(
     reply.locator(".source").first.click()
     page.locator(f"{W} .source-view .passage").wait_for()
     assert page.locator(f"{W} .source-view mark").count() == 0
+
+
+def test_english_answer_comes_with_a_reading_aid(
+    widget_sites: Sites, open_tab: Callable[..., Tab]
+) -> None:
+    page = open_tab(f"{widget_sites.host}/en.html").page
+    _open_widget(page)
+    reply = _ask(page, "How much did Beijing's technology contract turnover grow?")
+    assert "9865亿元" in reply.locator(".answer-text").inner_text()
+    aid = reply.locator(".aid")
+    assert aid.locator(".label").inner_text().lower().startswith("reading aid")
+    pairs = dict(
+        zip(aid.locator("dt").all_inner_texts(), aid.locator("dd").all_inner_texts(), strict=True)
+    )
+    assert pairs["9865亿元"] == "986.5 billion yuan"
+    assert pairs["技术合同成交额"].lower() == "technology contract turnover"
+    _shot(page, "widget-en-reading-aid.png")
+
+
+def test_answers_a_reader_can_trust(widget_sites: Sites, open_tab: Callable[..., Tab]) -> None:
+    """A question about the document itself is answered from the catalog; an amount that
+    the documents do not give, and a count where they give a ranking, are "not stated"."""
+    page = open_tab(f"{widget_sites.host}/en.html").page
+    _open_widget(page)
+    reply = _ask(
+        page, "Which body published the review of Beijing's 14th Five-Year Plan sci-tech work?"
+    )
+    text = reply.locator(".answer-text").inner_text()
+    assert text.startswith("北京市科学技术委员会、中关村科技园区管理委员会")
+    assert (
+        "Zhongguancun Science Park Administrative Committee" in reply.locator(".aid").inner_text()
+    )
+    _shot(page, "widget-publisher.png")
+
+    reply = _ask(page, "How much money did Beijing unicorns raise in total?")
+    assert "no-answer" in (reply.get_attribute("class") or "")
+    assert "no amount of money" in reply.locator(".not-stated").inner_text()
+    _shot(page, "widget-unicorn-funding-en.png")
+
+    page = open_tab(f"{widget_sites.host}/zh.html").page
+    _open_widget(page)
+    reply = _ask(page, "北京独角兽企业一共融资了多少钱？")
+    assert "金额" in reply.locator(".not-stated").inner_text()
+    _shot(page, "widget-unicorn-funding-zh.png")
+    reply = _ask(page, "北京累计认定了多少家高新技术企业？")
+    assert "no-answer" in (reply.get_attribute("class") or "")
+    assert "数量" in reply.locator(".not-stated").inner_text()
+    snippets = " ".join(reply.locator(".source .snippet").all_inner_texts())
+    assert "高新技术企业" in snippets  # the ranking passage is among the closest shown
+    _shot(page, "widget-high-tech-firms.png")
 
 
 def test_keyboard_only(widget_sites: Sites, open_tab: Callable[..., Tab]) -> None:
@@ -504,7 +558,11 @@ def test_server_text_is_never_parsed_as_html(
         "question": "q",
         "language": "en",
         "language_detail": "en",
-        "answer": {"text": f"{payload} is quoted [1]", "citations": [1]},
+        "answer": {
+            "text": f"{payload} is quoted [1]",
+            "citations": [1],
+            "reading_aid": {"terms": [{"text": payload, "english": payload}], "figures": []},
+        },
         "no_answer": False,
         "passages": [
             {
@@ -534,6 +592,7 @@ def test_server_text_is_never_parsed_as_html(
     _open_widget(page)
     reply = _ask(page, "anything")
     assert payload in reply.locator(".answer-text").inner_text()
+    assert reply.locator(".aid dt").inner_text() == payload
     reply.locator(".cite").first.click()
     assert page.locator(f"{W} .source-view mark").inner_text() == payload
     page.wait_for_timeout(300)

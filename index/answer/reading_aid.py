@@ -33,9 +33,16 @@ class ReadingAid:
 
 
 def reading_aid(text: str, glossary: Glossary, catalog: tuple[Gloss, ...] = ()) -> ReadingAid:
-    """The aid for an answer whose quoted Chinese text is ``text``."""
+    """The aid for an answer whose quoted Chinese text is ``text``. A catalog answer
+    carries the catalog's English, which its terms would only repeat; a figure that reads
+    the same in English (2020年) needs no gloss."""
+    terms = () if catalog else glossary.entries_in(text)
     return ReadingAid(
-        terms=tuple(Gloss(entry.zh, entry.en[0]) for entry in glossary.entries_in(text)),
-        figures=tuple(Gloss(figure.text, figure.english) for figure in find_figures(text)),
+        terms=tuple(Gloss(entry.zh, entry.en[0]) for entry in terms),
+        figures=tuple(
+            Gloss(figure.text, figure.english)
+            for figure in find_figures(text)
+            if figure.english != figure.text.removesuffix("年")
+        ),
         catalog=catalog,
     )

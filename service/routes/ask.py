@@ -62,6 +62,9 @@ def build_response(body: AskRequest, result: SearchResult, answer: Answer) -> As
             dense_score=hit.dense_score,
             lexical_score=hit.lexical_score,
             highlights=highlights.get(rank, []),
+            best_sentence=None
+            if hit.best_sentence is None
+            else Span(start=hit.best_sentence[0], end=hit.best_sentence[1]),
         )
         for rank, hit in enumerate(result.hits, start=1)
     ]

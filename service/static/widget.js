@@ -45,6 +45,8 @@
       noAnswerBody: '已检索的文件中没有明确回答这个问题的内容。以下是最接近的段落，仅供参考：',
       noAnswerEmpty: '已检索的文件中没有明确回答这个问题的内容。',
       closest: '最接近的段落',
+      readingAid: '阅读辅助（术语表与数字换算，并非翻译）',
+      catalogSource: '目录记录',
       cite: (n, title) => `查看出处 ${n}：${title}`,
       sourceTitle: '原文出处',
       back: '返回对话',
@@ -88,6 +90,8 @@
         'These are the closest passages, for reference only:',
       noAnswerEmpty: 'The documents searched do not clearly answer this question.',
       closest: 'Closest passages',
+      readingAid: 'Reading aid (glossary terms and figures; not a translation)',
+      catalogSource: 'From the catalog',
       cite: (n, title) => `Open source ${n}: ${title}`,
       sourceTitle: 'Source passage',
       back: 'Back to the chat',
@@ -261,6 +265,12 @@ svg { display: block; fill: none; stroke: currentColor; stroke-width: 2;
 details { margin-top: 10px; }
 summary { cursor: pointer; font-size: 12.5px; color: var(--muted); padding: 2px 0; }
 details .sources { margin-top: 6px; }
+.aid dl {
+  margin: 0; display: grid; grid-template-columns: max-content 1fr; gap: 3px 10px;
+  font-size: 12.5px; line-height: 1.45;
+}
+.aid dt { color: var(--ink); font-weight: 600; max-width: 12em; overflow-wrap: anywhere; }
+.aid dd { margin: 0; color: var(--muted); }
 .msg.bot.no-answer .bubble { border-left: 4px solid #c58b00; }
 .no-answer h3 { margin: 0 0 4px; font-size: 14.5px; font-weight: 600; }
 .msg .hint { margin-top: 2px; color: var(--muted); font-size: 13px; }
@@ -752,9 +762,12 @@ details .sources { margin-top: 6px; }
       const byRank = new Map(passages.map((p) => [Number(p.rank), p]));
       const answer = data && data.answer;
       if (!answer || data.no_answer) {
+        // The service says why, in the question's language; the UI strings are a fallback.
+        const reason = data && data.not_stated && String(data.not_stated.message || '');
         const children = [
           h('h3', { text: t.noAnswerTitle }),
-          h('p', { class: 'hint', text: passages.length ? t.noAnswerBody : t.noAnswerEmpty }),
+          h('p', { class: 'hint not-stated',
+            text: reason || (passages.length ? t.noAnswerBody : t.noAnswerEmpty) }),
         ];
         if (passages.length) {
           children.push(h('p', { class: 'label', text: t.closest }),
@@ -784,8 +797,22 @@ details .sources { margin-top: 6px; }
       });
       const cited = [...new Set((answer.citations || []).map(Number))]
         .map((rank) => byRank.get(rank)).filter(Boolean);
+      // A catalog answer the returned passages do not hold opens its place in the document.
+      const uncited = (Array.isArray(answer.quotes) ? answer.quotes : [])
+        .filter((q) => q && q.rank == null && q.doc_id);
+      for (const quote of uncited) {
+        const origin = { ...quote, rank: '·', section: t.catalogSource,
+          title: quote.doc_id, highlights: [{ start: quote.start, end: quote.end }] };
+        text.append(h('button', {
+          type: 'button', class: 'cite', 'data-rank': '·',
+          'aria-label': t.cite('·', this.#title(origin)), title: this.#title(origin),
+          onclick: (e) => this.#openSource(origin, e.currentTarget),
+        }, '·'));
+      }
       const others = passages.filter((p) => !cited.includes(p));
       const children = [text];
+      const aid = this.#readingAid(answer.reading_aid);
+      if (aid) children.push(aid);
       if (cited.length) {
         children.push(h('p', { class: 'label', text: t.sources }), this.#sourceList(cited, false));
       }
@@ -797,6 +824,36 @@ details .sources { margin-top: 6px; }
       return this.#addBot(children, 'answer', t.answer);
     }
 
+    // For English questions: the glossary's English for the answer's Chinese terms and
+    // its figures in English, built by the service from the quoted text alone.
+    #readingAid(aid) {
+      if (!aid || typeof aid !== 'object') return null;
+      const rows = ['catalog', 'terms', 'figures']
+        .flatMap((key) => (Array.isArray(aid[key]) ? aid[key] : []))
+        .filter((g) => g && g.text && g.english);
+      if (!rows.length) return null;
+      return h('div', { class: 'aid', lang: 'en' },
+        h('p', { class: 'label', text: this.#t.readingAid }),
+        h('dl', {}, rows.flatMap((g) => [
+          h('dt', { lang: 'zh', text: String(g.text) }),
+          h('dd', { text: String(g.english) }),
+        ])));
+    }
+
+    // The passage's sentence closest to the question when the service names it, else its
+    // opening: what a reader scanning the list needs to see.
+    #snippet(passage) {
+      const text = String(passage.text || '');
+      const best = passage.best_sentence;
+      let piece = text;
+      if (best && Number.isFinite(Number(best.start)) && Number.isFinite(Number(passage.start))) {
+        const from = Number(best.start) - Number(passage.start);
+        const to = Number(best.end) - Number(passage.start);
+        if (from >= 0 && to > from && to <= text.length) piece = text.slice(from, to);
+      }
+      return piece.replace(/\s+/g, ' ').trim();
+    }
+
     #describe(passage) {
       const section = String(passage.section || '').trim();
       const title = this.#title(passage);
@@ -806,7 +863,7 @@ details .sources { margin-top: 6px; }
     #sourceList(passages, withSnippet) {
       return h('ol', { class: 'sources' }, passages.map((passage) => {
         const section = String(passage.section || '').trim();
-        const snippetText = String(passage.text || '').replace(/\s+/g, ' ').trim();
+        const snippetText = this.#snippet(passage);
         const button = h('button', {
           type: 'button', class: 'source', 'data-rank': String(passage.rank),
           onclick: (e) => this.#openSource(passage, e.currentTarget),

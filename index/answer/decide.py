@@ -33,7 +33,7 @@ SIMILARITY_BASELINE = {"zh": 0.88, "en": 0.84}
 """A typical cosine of a question to an unrelated passage sentence, per question language
 (English questions meet Chinese sentences at lower cosines)."""
 SIMILARITY_WEIGHT = 10.0
-MIN_SUPPORT = {"zh": 0.0, "en": -1.0}
+MIN_SUPPORT = {"zh": 0.2, "en": -0.5}
 """The operating point: answers whose support is below it are "not stated"."""
 
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")

@@ -203,7 +203,11 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
             read.required,
             read.years,
             read.aspects,
-            tuple(w for w, flag in tokenizer.tagged(language.text) if flag in ("nt", "nz", "eng")),
+            tuple(
+                word
+                for word, flag in tokenizer.tagged(language.text)
+                if flag in ("nt", "nz") or (flag == "eng" and word[:1].isupper())
+            ),
         )
 
     per_language: dict[str, list[str]] = {}

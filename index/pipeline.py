@@ -86,8 +86,13 @@ def open_snapshot(parts: Components, *, mmap: bool | None = None) -> Snapshot:
 
 
 def make_answerer(parts: Components) -> Answerer:
-    """The answer stage over the same tokenizer and glossary as the retriever."""
-    return Answerer(tokenizer=parts.tokenizer, glossary=parts.glossary)
+    """The answer stage over the same tokenizer and glossary as the retriever, plus the
+    general vocabulary that tells it which Chinese words an English question refers to."""
+    return Answerer(
+        tokenizer=parts.tokenizer,
+        glossary=parts.glossary,
+        vocabulary=Glossary.load(parts.settings.vocabulary_path),
+    )
 
 
 def make_retriever(parts: Components, snapshot: Snapshot) -> Retriever:

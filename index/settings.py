@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         return self.corpus_dir / "glossary.tsv"
 
     @property
+    def vocabulary_path(self) -> Path:
+        return self.corpus_dir / "vocabulary.tsv"
+
+    @property
     def index_root(self) -> Path:
         return self.data_dir / "index"
 

@@ -100,9 +100,14 @@ class Answer:
 class Answerer:
     """Answers questions from search results; holds nothing per question."""
 
-    def __init__(self, *, tokenizer: Tokenizer, glossary: Glossary) -> None:
+    def __init__(
+        self, *, tokenizer: Tokenizer, glossary: Glossary, vocabulary: Glossary | None = None
+    ) -> None:
+        """``vocabulary``: general words (机制 mechanism, 评价 evaluation) whose English an
+        English question may use; they weigh in choosing a sentence, not in retrieval."""
         self.tokenizer = tokenizer
         self.glossary = glossary
+        self.vocabulary = vocabulary
         self._kinds: tuple[Snapshot, DocumentKinds] | None = None
 
     def answer(self, result: SearchResult) -> Answer:
@@ -127,9 +132,10 @@ class Answerer:
             document = snapshot.documents[about or hits[0].doc_id]
             facts = catalog_facts(document, question.aspects)
             return self._from_catalog(question, facts, hits, document, names)
+        words = self._general_words(question)
         terms = question_terms(
             question,
-            result.expansions,
+            [*result.expansions, *(w for w in words if w not in result.expansions)],
             self.tokenizer.words(question.text),
             idf=snapshot.lexical.idf,
             known=snapshot.lexical.knows,
@@ -170,8 +176,8 @@ class Answerer:
             catalog=catalog,
             opening=opening,
         )
-        strength = support(chosen, question)
-        if not findings and strength < MIN_SUPPORT[question.language]:
+        strength = support(chosen, question, terms)
+        if not findings and strength < MIN_SUPPORT:
             findings.append(Finding(Reason.WEAK))
         quotes = tuple(Quote(c.doc_id, c.start, c.end, c.text, c.rank) for c in chosen)
         return Answer(
@@ -204,6 +210,11 @@ class Answerer:
         if question.language == "en":
             aid = reading_aid("".join(q.text for q in quotes), self.glossary, glosses)
         return Answer(question, quotes, Source.CATALOG, glosses, 1.0, (), aid)
+
+    def _general_words(self, question: Question) -> list[str]:
+        if question.language != "en" or self.vocabulary is None:
+            return []
+        return self.vocabulary.expand(question.text)
 
     def _subject_forms(self, question: Question) -> list[str]:
         """What a counting question is about as the documents would name it: the Chinese

@@ -29,11 +29,19 @@ question's words that the closest sentence shares."""
 SUBJECT_SHARE = 0.5
 """An answer to "how many X" must contain at least this share of X's words when another
 of the closest sentences contains them all."""
-SIMILARITY_BASELINE = {"zh": 0.88, "en": 0.84}
-"""A typical cosine of a question to an unrelated passage sentence, per question language
-(English questions meet Chinese sentences at lower cosines)."""
+SIMILARITY_FLOOR = {"zh": 0.86, "en": 0.0}
+COVERAGE_FLOOR = {"zh": 0.25, "en": 0.25}
+SPECIFIC_IDF = 1.0
+"""Words more common than this (北京, 发展, 企业) do not count towards being on topic."""
+"""A question is off the documents' topics (the weather, a greeting) when the closest
+sentence is below both floors: it shares few of the question's specific words, and its
+cosine is below that of any answerable dev question. Chosen on the dev split, with
+off-topic questions. English questions meet Chinese sentences at cosines that do not
+separate off-topic questions from everyday wording: for them only a question with no
+specific word at all (a greeting, "How do I renew my passport?") is off topic."""
 SIMILARITY_WEIGHT = 10.0
-MIN_SUPPORT = {"zh": 0.2, "en": -0.5}
+"""Scales a cosine gap to the coverage scale in ``support``."""
+MIN_SUPPORT = 0.0
 """The operating point: answers whose support is below it are "not stated"."""
 
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")
@@ -218,16 +226,21 @@ def not_stated(
     return findings
 
 
-def support(answer: list[Candidate], question: Question) -> float:
-    """How much of the question the answer shares: its words (rarity-weighted) and its
-    cosine above the language's baseline; comparable across questions of one language."""
+def support(answer: list[Candidate], question: Question, terms: QuestionTerms) -> float:
+    """How far the answer is from looking off-topic: above zero when it shares enough of
+    the question's words (rarity-weighted) or is close enough in meaning, below zero when
+    neither (see ``COVERAGE_FLOOR``). Comparable across questions of one language."""
     if not answer:
         return float("-inf")
-    coverage = max(c.coverage for c in answer)
+    language = question.language
+    specific = terms.specific(SPECIFIC_IDF)
+    if not specific.weights:  # nothing in the question a passage could share
+        return -1.0
+    words = max(specific.coverage(c.text) for c in answer) - COVERAGE_FLOOR[language]
     similarity = max(c.similarity for c in answer)
     if not similarity:  # lexical mode: no cosines
-        return coverage
-    return coverage + SIMILARITY_WEIGHT * (similarity - SIMILARITY_BASELINE[question.language])
+        return words
+    return max(words, SIMILARITY_WEIGHT * (similarity - SIMILARITY_FLOOR[language]))
 
 
 def _pairs(word: str) -> list[str]:

@@ -85,10 +85,17 @@ class QuestionTerms:
     def coverage(self, text: str) -> float:
         """Share of the weight whose words ``text`` contains (0 with no words)."""
         total = sum(self.weights.values())
-        if not total:
-            return 0.0
+        return self.matched(text) / total if total else 0.0
+
+    def matched(self, text: str) -> float:
+        """The weight of the words ``text`` contains."""
         lowered = text.lower()
-        return sum(w for term, w in self.weights.items() if term in lowered) / total
+        return sum(w for term, w in self.weights.items() if term in lowered)
+
+    def specific(self, min_idf: float) -> QuestionTerms:
+        """Only the words rarer than ``min_idf``: 北京 or 发展 alone says nothing about
+        whether a sentence is on the question's topic."""
+        return QuestionTerms({t: w for t, w in self.weights.items() if w >= min_idf})
 
 
 def question_terms(

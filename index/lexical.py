@@ -54,9 +54,11 @@ class Tokenizer:
             self._jieba.add_word(word, freq=2000)
 
     def tagged(self, text: str) -> list[tuple[str, str]]:
-        """(word, part-of-speech flag) pairs: jieba's tagger, which marks names (ns places,
-        nt organisations, nz other names) and Latin words (eng)."""
-        return [(pair.word, pair.flag) for pair in self._pos.cut(text)]
+        """(word, part-of-speech flag) pairs from jieba's dictionary, which marks names (ns
+        places, nt organisations, nz other names); "x" for a word it does not know. The
+        dictionary alone, not the tagger's statistical model: a tenth of the time."""
+        tags = self._pos.word_tag_tab
+        return [(word, tags.get(word, "x")) for word in self._jieba.cut(text, HMM=False)]
 
     def words(self, text: str) -> list[str]:
         """A question's content words, once each: jieba search-mode words and lowercase

@@ -24,7 +24,7 @@ from index.answer.decide import (
 )
 from index.answer.question import Question, read_question
 from index.answer.reading_aid import Gloss, ReadingAid, reading_aid
-from index.answer.references import DocumentKinds
+from index.answer.references import DocumentKinds, References
 from index.answer.select import (
     ANSWER_PASSAGES,
     CONTEXT_CHARS,
@@ -132,17 +132,11 @@ class Answerer:
             document = snapshot.documents[about or hits[0].doc_id]
             facts = catalog_facts(document, question.aspects)
             return self._from_catalog(question, facts, hits, document, names)
-        words = self._general_words(question)
-        terms = question_terms(
-            question,
-            [*result.expansions, *(w for w in words if w not in result.expansions)],
-            self.tokenizer.words(question.text),
-            idf=snapshot.lexical.idf,
-            known=snapshot.lexical.knows,
-        )
-        terms = QuestionTerms(
-            {t: w for t, w in terms.weights.items() if not references.is_naming(t)}
-        )
+        # The question's own terms say what it is about; with the general vocabulary an
+        # English question shares, they choose the sentence.
+        general = [w for w in self._general_words(question) if w not in result.expansions]
+        topic = self._terms(question, result.expansions, references, snapshot)
+        terms = self._terms(question, [*result.expansions, *general], references, snapshot)
 
         def preceding(doc_id: str, start: int) -> str:
             return snapshot.documents[doc_id].text[max(0, start - CONTEXT_CHARS) : start]
@@ -157,7 +151,6 @@ class Answerer:
         def opening(candidate: Candidate) -> str:
             return snapshot.documents[candidate.doc_id].text[:OPENING_CHARS]
 
-        best_coverage = max((c.coverage for c in found), default=0.0)
         subject = question_terms(
             question,
             self.glossary.expand(question.subject) if question.language == "en" else [],
@@ -169,7 +162,7 @@ class Answerer:
             question,
             chosen,
             names=names,
-            best_coverage=best_coverage,
+            topic=topic,
             subject=subject,
             subject_forms=self._subject_forms(question),
             found=found,
@@ -210,6 +203,25 @@ class Answerer:
         if question.language == "en":
             aid = reading_aid("".join(q.text for q in quotes), self.glossary, glosses)
         return Answer(question, quotes, Source.CATALOG, glosses, 1.0, (), aid)
+
+    def _terms(
+        self,
+        question: Question,
+        expansions: list[str],
+        references: References,
+        snapshot: Snapshot,
+    ) -> QuestionTerms:
+        """The question's weighted terms, less the words that only name a document."""
+        found = question_terms(
+            question,
+            expansions,
+            self.tokenizer.words(question.text),
+            idf=snapshot.lexical.idf,
+            known=snapshot.lexical.knows,
+        )
+        return QuestionTerms(
+            {t: w for t, w in found.weights.items() if not references.is_naming(t)}
+        )
 
     def _general_words(self, question: Question) -> list[str]:
         if question.language != "en" or self.vocabulary is None:

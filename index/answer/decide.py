@@ -46,6 +46,7 @@ MIN_SUPPORT = 0.0
 
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")
 _MIN_TAGGED_NAME = 3
+_LATIN_NAME = re.compile(r"\b[A-Z][A-Za-z]{2,}\b")
 _NOW = re.compile(r"目前|现在|截至目前|当前|如今")
 """A sentence about the present is dated: it answers no question about another year."""
 
@@ -129,15 +130,11 @@ def unknown_names(
         if name not in found:
             found.append(name)
 
-    for place in places():
+    for place in _mentioned_places(text):
         # Another form counts only through the glossary ("Tianjin and Hebei" is 津冀); the
         # documents' 津冀 does not say anything about 天津 alone.
-        forms_known = known(place.zh) or any(form in expansions for form in place.forms)
-        if place.zh in text and not forms_known:
-            unknown(place.zh)
-        for english in place.en:
-            if re.search(rf"\b{re.escape(english)}\b", text) and not forms_known:
-                unknown(english)
+        if not known(place.zh) and not any(form in expansions for form in place.forms):
+            unknown(place.zh if place.zh in text else next(e for e in place.en if e in text))
     for match in _QUOTED.finditer(text):
         name = match.group(1) or match.group(2)
         if name.isascii():
@@ -149,13 +146,15 @@ def unknown_names(
         elif not known(name):
             unknown(name)
     for word, flag in tagged:
-        # jieba tags organisations (nt) well; its other names (nz) include common phrases
-        # (重大成果), so those count only when not one of their character pairs is known.
-        tagged_name = flag == "nt" or (flag == "nz" and not any(known(b) for b in _pairs(word)))
-        tagged_name = tagged_name and len(word) >= _MIN_TAGGED_NAME
-        latin_name = flag == "eng" and _is_latin_name(word, text) and not glossary_knows(word)
-        if (tagged_name and not known(word)) or (latin_name and not known(word.lower())):
+        # jieba's dictionary tags organisations (nt) well; its other names (nz) include
+        # common phrases (重大成果), so those count only when no character pair is known.
+        named = flag == "nt" or (flag == "nz" and not any(known(b) for b in _pairs(word)))
+        if named and len(word) >= _MIN_TAGGED_NAME and not known(word):
             unknown(word)
+    for match in _LATIN_NAME.finditer(text):
+        word = match.group()
+        if text[: match.start()].strip() and not glossary_knows(word) and not known(word.lower()):
+            unknown(word)  # a capitalised word inside a sentence: Baidu, Lenovo
     return found
 
 
@@ -164,7 +163,7 @@ def not_stated(
     answer: list[Candidate],
     *,
     names: list[str],
-    best_coverage: float,
+    topic: QuestionTerms,
     subject: QuestionTerms,
     subject_forms: list[str],
     found: list[Candidate],
@@ -177,7 +176,8 @@ def not_stated(
         question: the question as read.
         answer: the chosen sentences.
         names: the question's unknown names (``unknown_names``).
-        best_coverage: the highest coverage of the question among all candidates.
+        topic: the question's own terms (its words, or for English its glossary terms,
+            not the general vocabulary).
         subject: the words of what a counting or measuring question is about.
         subject_forms: that thing as the documents would name it (the Chinese subject
             itself, or the glossary's term for an English one).
@@ -212,7 +212,8 @@ def not_stated(
     # The figure must be about what was asked: an answer sharing much less of the question
     # than the closest sentence does is a figure about something else (a count of 科技企业
     # for a question about 高新技术企业).
-    off_topic = max(c.coverage for c in answer) < TOPIC_SHARE * best_coverage
+    best = max((topic.coverage(c.text) for c in found), default=0.0)
+    off_topic = max(topic.coverage(c.text) for c in answer) < TOPIC_SHARE * best
     # A figure about something else, while the closest passages name the thing asked about
     # without a figure (332家外资研发中心, for 高新技术企业, which only "rank first").
     named_elsewhere = any(form in c.text for form in subject_forms for c in found)
@@ -247,8 +248,20 @@ def _pairs(word: str) -> list[str]:
     return [word[i : i + 2] for i in range(len(word) - 1)]
 
 
-def _is_latin_name(word: str, text: str) -> bool:
-    """A capitalised Latin word inside a sentence (not "What" opening it): a name."""
-    if len(word) <= 2 or not word[:1].isupper():
-        return False
-    return any(text[: m.start()].strip() != "" for m in re.finditer(re.escape(word), text))
+def _mentioned_places(text: str) -> list[Place]:
+    """The places ``text`` names in Chinese or English."""
+    names = _place_names()
+    return [names[m.group()] for m in _place_pattern().finditer(text)]
+
+
+@cache
+def _place_names() -> dict[str, Place]:
+    return {name: place for place in places() for name in (place.zh, *place.en)}
+
+
+@cache
+def _place_pattern() -> re.Pattern[str]:
+    """One pattern for every place name, longest first; English ones as whole words."""
+    names = sorted(_place_names(), key=len, reverse=True)
+    alternatives = [re.escape(n) if not n.isascii() else rf"\b{re.escape(n)}\b" for n in names]
+    return re.compile("|".join(alternatives))

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Kind(StrEnum):
@@ -160,8 +161,10 @@ def find_figures(text: str) -> list[Figure]:
     return sorted(figures, key=lambda figure: figure.start)
 
 
+@lru_cache(maxsize=65_536)
 def kinds_in(text: str) -> frozenset[Kind]:
-    """The kinds of figure ``text`` states."""
+    """The kinds of figure ``text`` states (remembered: the same sentences come up for
+    question after question)."""
     return frozenset(figure.kind for figure in find_figures(text))
 
 

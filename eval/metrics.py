@@ -46,23 +46,34 @@ MIN_ANSWER_OVERLAP = 0.5
 
 
 def answer_holds_evidence(
-    quoted: Sequence[tuple[int, int]], evidence: Sequence[tuple[int, int]], text: str
+    quoted: Sequence[tuple[int, int]],
+    evidence: Sequence[tuple[int, int]],
+    text: str,
+    *,
+    answer_text: str = "",
 ) -> bool:
     """Whether an answer quotes the gold evidence.
 
-    The rule: for at least one evidence span, at least ``MIN_ANSWER_OVERLAP`` (half) of its
-    non-whitespace characters lie inside the answer's quoted spans. All spans are offsets
-    into ``text``, the gold document's normalised text; whitespace does not count because
-    PDF-extracted text breaks lines anywhere. Half, not all: an evidence span may run over
-    two sentences, and a quote of the one holding the fact states it.
+    The rule, for at least one evidence span (whitespace never counts, because
+    PDF-extracted text breaks lines anywhere):
+
+    * the evidence's text is inside the answer's text; or
+    * at least ``MIN_ANSWER_OVERLAP`` (half) of the evidence's characters lie inside the
+      answer's quoted spans: an evidence span may run over two sentences, and a quote of
+      the one holding the fact states it.
 
     Args:
         quoted: the answer's (start, end) spans in the gold document.
         evidence: the evidence's (start, end) spans in the same document.
         text: that document's text.
+        answer_text: the answer's quoted text (the same words may stand elsewhere too, as
+            a title does).
     """
+    answer = "".join(answer_text.split())
     for start, end in evidence:
         needed = [i for i in range(start, end) if not text[i].isspace()]
+        if needed and "".join(text[i] for i in needed) in answer:
+            return True
         inside = sum(1 for i in needed if any(a <= i < b for a, b in quoted))
         if needed and inside >= MIN_ANSWER_OVERLAP * len(needed):
             return True

@@ -100,7 +100,9 @@ def score(item: GoldItem, target: Target, response: Response) -> Outcome:
     if item.doc_id is not None and item.doc_id in target.documents and not response.no_answer:
         quoted = [(s, e) for doc, s, e in response.quotes if doc == item.doc_id]
         spans = evidence_spans(item, target.documents)
-        holds = answer_holds_evidence(quoted, spans, target.documents[item.doc_id].text)
+        words = "".join(target.documents[d].text[s:e] for d, s, e in response.quotes)
+        text = target.documents[item.doc_id].text
+        holds = answer_holds_evidence(quoted, spans, text, answer_text=words)
     relevant = relevant_chunk_ids(item, target.documents, target.chunks)
     return Outcome(item, frozenset(relevant), response, holds)
 

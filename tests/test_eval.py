@@ -65,6 +65,9 @@ def test_answer_holds_evidence_by_hand() -> None:
     assert answer_holds_evidence([(11, 13)], [(0, 4), (11, 13)], text)
     assert answer_holds_evidence([(0, 2), (6, 8)], [(0, 4)], text)  # 甲乙 of 甲乙丙丁: 2 of 4
     assert not answer_holds_evidence([], evidence, text)
+    # The same words elsewhere (a title quoted where it first appears) hold it too.
+    assert answer_holds_evidence([(8, 10)], [(11, 13)], text, answer_text="壬 癸")
+    assert not answer_holds_evidence([(8, 10)], [(11, 13)], text, answer_text="壬")
 
 
 def test_precision_recall_curve_by_hand() -> None:

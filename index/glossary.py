@@ -75,7 +75,10 @@ class Glossary:
         self._longest = max((len(key) for key in phrases), default=0)
         self._words = {word.lower() for key in phrases for word in key}
         self._aliases = [(alias, entry.zh) for entry in entries for alias in entry.zh_aliases]
-        self._longest_first = sorted(entries, key=lambda e: len(e.zh), reverse=True)
+        # Longest first: at each position the alternation takes the longest term.
+        by_term = {e.zh: e for e in sorted(entries, key=lambda e: len(e.zh), reverse=True)}
+        self._by_term = by_term
+        self._terms = re.compile("|".join(map(re.escape, by_term))) if by_term else None
 
     def has_phrase(self, phrase: str) -> bool:
         """Whether ``phrase`` is one of the glossary's English phrases (as normalised)."""
@@ -116,18 +119,12 @@ class Glossary:
         return [entry.zh for entry in self.entries]
 
     def entries_in(self, text: str) -> list[GlossaryEntry]:
-        """The entries whose Chinese term ``text`` contains, in order of position; where
-        terms overlap, the longest (国家实验室 rather than 实验室)."""
-        found: list[tuple[int, int, GlossaryEntry]] = []
-        for entry in self._longest_first:
-            start = text.find(entry.zh)
-            while start >= 0:
-                end = start + len(entry.zh)
-                if not any(s < end and start < e for s, e, _ in found):
-                    found.append((start, end, entry))
-                    break
-                start = text.find(entry.zh, start + 1)
-        return [entry for _, _, entry in sorted(found, key=lambda item: item[0])]
+        """The entries whose Chinese term ``text`` contains, once each, in order of
+        position; where terms overlap, the longest (国家实验室 rather than 实验室)."""
+        if self._terms is None:
+            return []
+        found = (self._by_term[m.group()] for m in self._terms.finditer(text))
+        return list(dict.fromkeys(found))
 
     def expand(self, question: str) -> list[str]:
         """Chinese terms for the English phrases in ``question`` (in order of mention), then

@@ -135,8 +135,9 @@ class Answerer:
         # The question's own terms say what it is about; with the general vocabulary an
         # English question shares, they choose the sentence.
         general = [w for w in self._general_words(question) if w not in result.expansions]
-        topic = self._terms(question, result.expansions, references, snapshot)
-        terms = self._terms(question, [*result.expansions, *general], references, snapshot)
+        words = self.tokenizer.words(question.text)
+        topic = self._terms(question, result.expansions, words, references, snapshot)
+        terms = self._terms(question, [*result.expansions, *general], words, references, snapshot)
 
         def preceding(doc_id: str, start: int) -> str:
             return snapshot.documents[doc_id].text[max(0, start - CONTEXT_CHARS) : start]
@@ -208,6 +209,7 @@ class Answerer:
         self,
         question: Question,
         expansions: list[str],
+        words: list[str],
         references: References,
         snapshot: Snapshot,
     ) -> QuestionTerms:
@@ -215,7 +217,7 @@ class Answerer:
         found = question_terms(
             question,
             expansions,
-            self.tokenizer.words(question.text),
+            words,
             idf=snapshot.lexical.idf,
             known=snapshot.lexical.knows,
         )

@@ -19,6 +19,7 @@ from index.errors import InvalidInputError
 from index.glossary import Glossary
 from index.language import QueryLanguage, detect_language
 from index.lexical import Tokenizer
+from index.references import DocumentKinds, References
 from index.settings import Settings
 from index.snapshot import Snapshot, split_vector_id, vector_ids
 
@@ -59,6 +60,8 @@ class SearchResult:
     best_dense: float | None
     snapshot: Snapshot
     """The snapshot that was searched: what the hits' offsets and statistics refer to."""
+    references: References = field(default_factory=References.none)
+    """The documents the question names by kind ("the work plan")."""
     query_terms: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -118,6 +121,7 @@ class Retriever:
         self.tokenizer = tokenizer
         self.glossary = glossary
         self.settings = settings
+        self._kinds: tuple[Snapshot, DocumentKinds] | None = None
 
     def use(self, snapshot: Snapshot) -> None:
         """Serve ``snapshot`` from now on; in-flight searches finish on the old one."""
@@ -150,6 +154,11 @@ class Retriever:
         language, expansions, query_text = expand_question(
             question, self.glossary, enabled=self.settings.glossary_expansion
         )
+        references = self.document_kinds(snapshot).named(language.text, language.language)
+        # Terms that only name a document ("the work plan" → its title) would find its title
+        # page; the named document is preferred in the fusion instead.
+        expansions = [term for term in expansions if not references.is_naming(term)]
+        query_text = " ".join([language.text, *expansions])
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
@@ -204,6 +213,7 @@ class Retriever:
                 ],
                 k=self.settings.rrf_k,
             )
+            ranked = _prefer(ranked, snapshot, references, self.settings.named_document_bonus)
         hits = [
             self._hit(
                 snapshot,
@@ -224,9 +234,18 @@ class Retriever:
             hits=hits,
             best_dense=best_dense,
             snapshot=snapshot,
+            references=references,
             query_terms=side.tokens,
             timings_ms=timings,
         )
+
+    def document_kinds(self, snapshot: Snapshot) -> DocumentKinds:
+        """The catalog's documents by kind, worked out once per snapshot."""
+        cached = self._kinds
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, DocumentKinds(d.meta for d in snapshot.documents.values()))
+            self._kinds = cached
+        return cached[1]
 
     @staticmethod
     def _lexical(
@@ -309,6 +328,20 @@ def _best_per_passage(
             best[row] = score
             slots[row] = slot
     return list(best.items()), slots
+
+
+def _prefer(
+    ranked: list[tuple[int, float]], snapshot: Snapshot, references: References, bonus: float
+) -> list[tuple[int, float]]:
+    """Fused scores with ``bonus`` added for passages of the documents the question names."""
+    if not references.documents or not bonus:
+        return ranked
+    named = references.documents
+    scored = [
+        (row, min(1.0, score + bonus) if snapshot.chunks[row].doc_id in named else score)
+        for row, score in ranked
+    ]
+    return sorted(scored, key=lambda item: item[1], reverse=True)
 
 
 def _ms_since(start: float) -> float:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0.0)
     lexical_weight: float = Field(2.0, ge=0.0)
     candidates: int = Field(50, ge=1, le=1000, description="Per-retriever depth before fusion.")
+    named_document_bonus: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Added to the fused score of passages of a document the question names "
+        "by kind ('the work plan', '这份方案'); chosen on the dev split.",
+    )
     glossary_expansion: bool = True
 
     # --- answers -----------------------------------------------------------------------

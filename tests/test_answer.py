@@ -8,9 +8,9 @@ from index.answer import Answerer, Reason, Source
 from index.answer.figures import Kind, chinese_number, find_figures
 from index.answer.messages import not_stated_message
 from index.answer.question import Asks, Aspect, read_question
-from index.answer.references import DocumentKinds
 from index.documents import DocumentMeta
 from index.glossary import Glossary, GlossaryEntry
+from index.references import DocumentKinds
 from index.retriever import Retriever
 
 

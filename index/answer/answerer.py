@@ -24,7 +24,6 @@ from index.answer.decide import (
 )
 from index.answer.question import Question, read_question
 from index.answer.reading_aid import Gloss, ReadingAid, reading_aid
-from index.answer.references import DocumentKinds, References
 from index.answer.select import (
     ANSWER_PASSAGES,
     CONTEXT_CHARS,
@@ -34,6 +33,7 @@ from index.answer.select import (
     choose,
     question_terms,
 )
+from index.references import References
 
 if TYPE_CHECKING:
     from index.documents import Document
@@ -108,7 +108,6 @@ class Answerer:
         self.tokenizer = tokenizer
         self.glossary = glossary
         self.vocabulary = vocabulary
-        self._kinds: tuple[Snapshot, DocumentKinds] | None = None
 
     def answer(self, result: SearchResult) -> Answer:
         """Answer the question ``result`` was searched for, from its hits."""
@@ -116,7 +115,7 @@ class Answerer:
         language = result.language
         question = read_question(language.text, language.language)
         hits = result.hits[:ANSWER_PASSAGES]
-        references = self._document_kinds(snapshot).named(question.text, question.language)
+        references = result.references
         names = unknown_names(
             question,
             tagged=self.tokenizer.tagged(question.text),
@@ -245,14 +244,6 @@ class Answerer:
         if question.language != "en" or not quotes:
             return None
         return reading_aid("".join(q.text for q in quotes), self.glossary)
-
-    def _document_kinds(self, snapshot: Snapshot) -> DocumentKinds:
-        """Worked out once per snapshot (the catalog changes only with the snapshot)."""
-        cached = self._kinds
-        if cached is None or cached[0] is not snapshot:
-            cached = (snapshot, DocumentKinds(d.meta for d in snapshot.documents.values()))
-            self._kinds = cached
-        return cached[1]
 
 
 def _catalog_quote(fact: CatalogFact, hits: list[Hit], document: Document) -> Quote | None:

@@ -51,10 +51,19 @@ class References:
 
     documents: frozenset[str]
     words: tuple[re.Pattern[str], ...]
+    titles: frozenset[str] = frozenset()
+    """The named documents' Chinese titles, without whitespace."""
+
+    @classmethod
+    def none(cls) -> References:
+        return cls(frozenset(), ())
 
     def is_naming(self, term: str) -> bool:
-        """Whether ``term`` only names a document (so no sentence needs to contain it)."""
-        return any(pattern.fullmatch(term) for pattern in self.words)
+        """Whether ``term`` only names a document ("工作方案", or a named document's whole
+        title): no sentence needs to contain it, and searching for it finds the title."""
+        return "".join(term.split()) in self.titles or any(
+            pattern.fullmatch(term) for pattern in self.words
+        )
 
 
 class DocumentKinds:
@@ -62,6 +71,7 @@ class DocumentKinds:
 
     def __init__(self, catalog: Iterable[DocumentMeta]) -> None:
         metas = list(catalog)
+        self._titles = {m.id: "".join(m.title_zh.split()) for m in metas}
         self._fitting: list[frozenset[str]] = []
         for kind in _KINDS:
             fitting = {m.id for m in metas if kind.title.search(f"{m.title_zh} {m.title_en}")}
@@ -77,4 +87,5 @@ class DocumentKinds:
             if fitting and pattern.search(text):
                 documents |= fitting
                 words.append(kind.question_zh)
-        return References(frozenset(documents), tuple(words))
+        titles = frozenset(self._titles[d] for d in documents if self._titles[d])
+        return References(frozenset(documents), tuple(words), titles)

@@ -90,9 +90,11 @@ def test_unanswerable_questions(client: TestClient, question: str) -> None:
     assert body["no_answer"] is True and body["answer"] is None and body["passages"]
     not_stated = body["not_stated"]
     assert isinstance(not_stated, dict)
-    assert not_stated["findings"] == [{"reason": "unknown_name", "detail": "上海"}] or not_stated[
-        "findings"
-    ] == [{"reason": "unknown_name", "detail": "Shanghai"}]
+    first = not_stated["findings"][0]
+    assert first == {
+        "reason": "unknown_name",
+        "detail": "上海" if "上海" in question else "Shanghai",
+    }
     # Said in the question's language.
     chinese = re.search(r"[\u4e00-\u9fff]", question) is not None
     assert not_stated["message"].startswith("文件中没有说明" if chinese else "The documents do not")

@@ -39,10 +39,13 @@ def test_delta_ranks_like_a_full_rebuild(
     for terms in questions:
         expected = full.search(terms, k=5)
         got = segmented.search(terms, k=5)
-        # Only the average passage length differs (main segment's, not the whole corpus's).
-        assert [row for row, _ in got][:3] == [row for row, _ in expected][:3]
-        for (_, a), (_, b) in zip(got, expected, strict=False):
-            assert a == pytest.approx(b, rel=0.05)
+        # Only the average passage length differs (main segment's, not the whole corpus's):
+        # every score within 5%, and the order the same but for passages that close.
+        scores = dict(full.search(terms, k=full.size))
+        for row, score in got:
+            assert score == pytest.approx(scores[row], rel=0.05)
+        for (row, score), (other, other_score) in zip(got[:3], expected[:3], strict=False):
+            assert row == other or score == pytest.approx(other_score, rel=0.05)
 
 
 def test_an_empty_delta_scores_exactly_like_bm25s(

@@ -239,8 +239,8 @@ def support(answer: list[Candidate], question: Question, terms: QuestionTerms) -
         return -1.0
     words = max(specific.coverage(c.text) for c in answer) - COVERAGE_FLOOR[language]
     similarity = max(c.similarity for c in answer)
-    if not similarity:  # lexical mode: no cosines
-        return words
+    if not similarity:  # lexical mode: without cosines, only the check above applies
+        return words + COVERAGE_FLOOR[language]
     return max(words, SIMILARITY_WEIGHT * (similarity - SIMILARITY_FLOOR[language]))
 
 

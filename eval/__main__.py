@@ -11,11 +11,11 @@ from rich.table import Table
 
 from eval.gold import GOLD_PATH, GoldFormatError, load_gold
 from eval.report import (
+    ANSWER_COLUMNS,
     ANSWER_HEADERS,
     RANKING_COLUMNS,
     Runs,
-    answer_rows,
-    ranking_rows,
+    rows,
     summarise,
     write,
 )
@@ -60,10 +60,9 @@ def main(
     }
     summary = summarise(runs)
     title = f"{gold.name}: {len(items)} questions via {target.name}"
-    _print(
-        f"passages ({title})", ["split", "mode", "lang", *RANKING_COLUMNS], ranking_rows(summary)
-    )
-    _print(f"answers ({title})", ["split", "mode", "lang", *ANSWER_HEADERS], answer_rows(summary))
+    keys = ["split", "mode", "lang"]
+    _print(f"passages ({title})", [*keys, *RANKING_COLUMNS], rows(summary, RANKING_COLUMNS))
+    _print(f"answers ({title})", [*keys, *ANSWER_HEADERS], rows(summary, ANSWER_COLUMNS))
     meta = {"gold": str(gold), "questions": len(items), "target": target.name}
     for path in write(summary, runs, meta, out or settings.data_dir / "reports"):
         console.print(f"wrote {path}")

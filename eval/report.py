@@ -64,20 +64,10 @@ def summarise(runs: Runs) -> dict[str, Any]:
     }
 
 
-def ranking_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Split x mode x language rows of passage metrics."""
+def rows(summary: dict[str, Any], columns: tuple[str, ...]) -> list[list[str]]:
+    """Split x mode x language rows of the given metrics."""
     return [
-        [split, mode, lang, *(_cell(metrics, c) for c in RANKING_COLUMNS)]
-        for split, modes in summary.items()
-        for mode, parts in modes.items()
-        for lang, metrics in parts["by_language"].items()
-    ]
-
-
-def answer_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Split x mode x language rows of answer-line metrics."""
-    return [
-        [split, mode, lang, *(_cell(metrics, c) for c in ANSWER_COLUMNS)]
+        [split, mode, lang, *(_cell(metrics, c) for c in columns)]
         for split, modes in summary.items()
         for mode, parts in modes.items()
         for lang, metrics in parts["by_language"].items()
@@ -103,7 +93,7 @@ def markdown(summary: dict[str, Any], runs: Runs, meta: dict[str, Any]) -> str:
         "",
         "## Passages",
         "",
-        *_table(["split", "mode", "lang", *RANKING_COLUMNS], ranking_rows(summary)),
+        *_table(["split", "mode", "lang", *RANKING_COLUMNS], rows(summary, RANKING_COLUMNS)),
         "",
         "## The answer line",
         "",
@@ -111,7 +101,7 @@ def markdown(summary: dict[str, Any], runs: Runs, meta: dict[str, Any]) -> str:
         "(non-whitespace characters). No-answer precision and recall are those of flagging",
         "unanswerable questions; wrongly flagged is the share of answerable ones flagged.",
         "",
-        *_table(["split", "mode", "lang", *ANSWER_HEADERS], answer_rows(summary)),
+        *_table(["split", "mode", "lang", *ANSWER_HEADERS], rows(summary, ANSWER_COLUMNS)),
         "",
         "![precision-recall of the no-answer decision](no_answer.png)",
     ]

@@ -647,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("both ready; loading the model for the bare embedding")
         # Loaded as the service loads it: same query model, precision and torch threads.
         embedder = Embedder.from_settings(settings)
-        model = embedder.query_model
+        model = embedder.model
         floors: dict[str, list[float]] = {
             "raw": [],
             "as_service_embeds": [],
@@ -662,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             floors["raw"] += embedding_floor(st_encode(model, prompt), questions)
             served = [as_served[question] for question in questions]
             floors["as_service_embeds"] += embedding_floor(st_encode(model, prompt), served)
-            floors["service_model_call"] += embedding_floor(embedder.encode_query, served)
+            floors["service_model_call"] += embedding_floor(embedder.embed_query, served)
             floors["float32_as_baseline"] += embedding_floor(
                 st_encode(embedder.model, prompt), questions
             )
@@ -701,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "distinct_timed_questions": sum(len(q) for q in timed.values()),
         },
         "embedding": {label: summarise(samples) for label, samples in floors.items()},
-        "query_precision": embedder.query_precision,
+        "query_precision": embedder.precision,
         "runs": {
             name: {
                 label: summarise(r.latencies_ms, errors=r.errors, wall_s=r.wall_s)

@@ -72,7 +72,7 @@ def create_app() -> Any:
         if path == "/embed":
             text = expand_question(question, retriever.glossary)[2]  # what the retriever embeds
             start = time.perf_counter()
-            retriever.embedder.encode_query(text)
+            retriever.embedder.embed_query(text)
             return json.dumps({"timings_ms": {"embed": (time.perf_counter() - start) * 1e3}})
         if path == "/search":
             return json.dumps({"timings_ms": retriever.search(question, top_k=5).timings_ms})
@@ -160,15 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = args.out.parent
     floors: dict[str, list[float]] = {"model_call": [], "st_encode": []}
     embedder = Embedder.from_settings(settings)
-    embedder.prepare_queries()
 
     as_served = dict(zip(questions, service_inputs(settings, questions), strict=True))
 
     def time_bare(asked: Sequence[str]) -> None:
         served = [as_served[question] for question in asked]
-        floors["model_call"] += embedding_floor(embedder.encode_query, served)
+        floors["model_call"] += embedding_floor(embedder.embed_query, served)
         floors["st_encode"] += embedding_floor(
-            st_encode(embedder.query_model, settings.query_prompt), asked
+            st_encode(embedder.model, settings.query_prompt), asked
         )
 
     with contextlib.ExitStack() as stack:

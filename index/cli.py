@@ -61,11 +61,14 @@ def _write_failed(error: OSError) -> typer.Exit:
 
 @app.command()
 def model() -> None:
-    """Build the default embedding model from its package (once; idempotent)."""
+    """Build the default embedding model from its package, in the precision this machine
+    runs it in (once; idempotent)."""
+    from index.embedding import choose_precision, cpu_flags
     from index.model_build import ensure_default_model
 
     settings = Settings()
-    folder = ensure_default_model(settings.default_model_dir)
+    precision = choose_precision(settings.precision, cpu_flags())
+    folder = ensure_default_model(settings.default_model_dir, precision)
     console.print(f"model ready: {folder}")
 
 

@@ -151,27 +151,10 @@ class Retriever:
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
-        def lexical_side() -> _LexicalSide:
-            """Everything that does not need the question's vector."""
-            started = time.perf_counter()
-            tokens = self.tokenizer.tokenize(query_text)
-            found = (
-                self._lexical(snapshot, tokens, depth, lexical_mask)
-                if mode in ("hybrid", "lexical")
-                else []
-            )
-            unmatched = [
-                anchor
-                for anchor in self.tokenizer.anchors(language.text)
-                if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
-            ]
-            return _LexicalSide(tokens, found, unmatched, _ms_since(started))
-
         dense: list[tuple[int, float]] = []
         best_slot: dict[int, int] = {}
         if mode in ("hybrid", "dense"):
-            # The lexical side runs on the other core while the model embeds the question.
-            vector, side = self.embedder.embed_query_while(query_text, lexical_side)
+            vector = self.embedder.embed_query(query_text)
             timings["embed"] = _ms_since(clock)
             clock = time.perf_counter()
             allowed_vectors = (
@@ -183,12 +166,17 @@ class Retriever:
             dense = dense[:depth]
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
-        else:
-            side = lexical_side()
-            clock = time.perf_counter()
-        lexical = side.lexical
+        tokens = self.tokenizer.tokenize(query_text)
+        unmatched = [
+            anchor
+            for anchor in self.tokenizer.anchors(language.text)
+            if not snapshot.lexical.knows(anchor) and not self.glossary.knows(anchor)
+        ]
+        lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "lexical"):
-            timings["lexical"] = side.ms
+            lexical = self._lexical(snapshot, tokens, depth, lexical_mask)
+            timings["lexical"] = _ms_since(clock)
+            clock = time.perf_counter()
 
         dense_scores = dict(dense)
         lexical_scores = dict(lexical)
@@ -222,9 +210,9 @@ class Retriever:
             expansions=expansions,
             hits=hits,
             best_dense=best_dense,
-            unmatched=side.unmatched,
-            no_answer=self._no_answer(language, hits, best_dense, side.unmatched, bool(lexical)),
-            query_terms=side.tokens,
+            unmatched=unmatched,
+            no_answer=self._no_answer(language, hits, best_dense, unmatched, bool(lexical)),
+            query_terms=tokens,
             timings_ms=timings,
         )
 
@@ -304,16 +292,6 @@ class Retriever:
             lexical_score=None if lexical is None else round(lexical, 6),
             best_sentence=sentence,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _LexicalSide:
-    """The part of a search that does not need the question's vector."""
-
-    tokens: list[str]
-    lexical: list[tuple[int, float]]
-    unmatched: list[str]
-    ms: float
 
 
 def _best_per_passage(

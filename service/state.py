@@ -91,7 +91,6 @@ class ServiceState:
         try:
             parts = load_components(self.settings, embedder=self._embedder)
             snapshot, built = self._open(parts)
-            parts.embedder.prepare_queries()  # before ready: no first question pays for it
         except Exception as exc:  # surfaced by /readyz and the log, never swallowed
             self.load_error = str(exc)
             log.exception("index failed to load")

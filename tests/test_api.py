@@ -253,7 +253,7 @@ def test_operations(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["passages"] > 0
-    assert ready["query_precision"] in {"float32", "bfloat16"}
+    assert ready["precision"] in {"float32", "bfloat16"}
     ask(client, "独角兽")
     metrics = client.get("/metrics").text
     assert 'policy_qa_requests_total{method="POST",route="/v1/ask",status="200"}' in metrics

@@ -30,7 +30,7 @@ async def readyz(state: StateDep) -> dict[str, object]:
         "version": state.version,
         "documents": len(snapshot.documents),
         "passages": snapshot.manifest.passages,
-        "query_precision": state.retriever.embedder.query_precision,
+        "precision": state.retriever.embedder.precision,
     }
 
 

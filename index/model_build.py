@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from index.documents import sha256_file
+from index.files import sha256_file
 
 MODEL_ID: Final = "intfloat/multilingual-e5-small"
 MODEL_LICENSE: Final = "MIT"

@@ -173,6 +173,11 @@ class RateLimiter:
             log.popleft()
         return log
 
+    @property
+    def tracked(self) -> list[str]:
+        """The keys whose recent hits are remembered."""
+        return list(self._hits)
+
     def _sweep(self, now: float) -> None:
         """Forget keys with no hit inside the window (one per address ever seen)."""
         cutoff = now - self.WINDOW_S

@@ -35,10 +35,8 @@ from index.snapshot import Snapshot
 log = logging.getLogger("service.state")
 
 # An upload is chunked and embedded (passages and their sentences) inside its request,
-# under the admin lock: about 800 characters a second on a busy 2-core machine (measured
-# with the corpus). The largest corpus document has 7.3k characters; 200k characters take
-# minutes, and anything longer (a 10 MB single-line .txt would take hours) is refused with
-# 413 before any work. Split it, or add it offline with ``python -m index add``.
+# holding the change lock: a longer text is refused with 413 before any work, so that no
+# request holds it for more than minutes. Split it, or add it with ``python -m index add``.
 MAX_DOCUMENT_CHARS = 200_000
 
 

@@ -23,7 +23,6 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 
 from index import model_build
-from index.embedding import Embedder
 
 ZH_QUERIES = [
     "北京国际科技创新中心建设的主要目标是什么？",
@@ -150,10 +149,9 @@ class E5CTokenizer:
 
 
 @pytest.fixture(scope="session")
-def st_model(embedder: Embedder) -> SentenceTransformer:
-    """The session's one loaded model (see conftest.py)."""
-    model: SentenceTransformer = embedder.model
-    return model
+def st_model(model_dir: Path) -> SentenceTransformer:
+    """The float32 model as built (its weights are memory-mapped, shared with the file)."""
+    return SentenceTransformer(str(model_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -206,6 +206,7 @@ class ServiceState:
             seen = store.current_version()
             if seen == self._seen:
                 return
+            self._seen = seen  # once per move: a version that cannot load is logged once
             snapshot = open_snapshot(self.parts)
             self._serve(Saved(store.loaded_version, snapshot), seen=seen)
         log.info("serving index version %s", store.loaded_version)

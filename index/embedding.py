@@ -5,7 +5,7 @@ any other sentence-transformers model is one setting away and takes the same cod
 
 * **Precision.** ``auto`` runs the model in bfloat16 where the CPU declares native
   bfloat16 (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``), else in float32: the
-  same machine always gets the same path. Its bfloat16 vectors stay within cosine 0.999 of
+  same machine always gets the same path. Its bfloat16 vectors stay within cosine 0.9999 of
   float32 ones (``tests/test_embedding.py``), so an index built in one precision serves
   questions embedded in the other.
 * **Questions** go through a TorchScript trace of the model's transformer, one unpadded

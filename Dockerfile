@@ -121,7 +121,6 @@ VOLUME ["/data/corpus"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('POLICY_QA_PORT', '8000'), timeout=4)"
-# exec: uvicorn is PID 1 and gets SIGTERM directly (graceful shutdown on `docker stop`).
-# Workers: WEB_CONCURRENCY (uvicorn reads it). Equivalent to
-#   uvicorn service.app:create_app --factory --host 0.0.0.0 --port 8000
-CMD ["sh", "-c", "exec uvicorn service.app:create_app --factory --host \"$POLICY_QA_HOST\" --port \"$POLICY_QA_PORT\" --no-access-log"]
+# Exec form: python (uvicorn) is PID 1 and gets SIGTERM directly (graceful `docker stop`).
+# Host, port and workers (WEB_CONCURRENCY) come from the environment, as for `make serve`.
+CMD ["python", "-m", "service"]

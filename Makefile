@@ -43,7 +43,7 @@ index: model ## Build the index if the corpus, model or chunking changed
 	$(BIN)/python -m index build
 
 serve: index ## Set up everything and serve on http://$(HOST):$(PORT)
-	WEB_CONCURRENCY=$(WORKERS) $(BIN)/uvicorn service.app:create_app --factory --host $(HOST) --port $(PORT) --no-access-log
+	WEB_CONCURRENCY=$(WORKERS) POLICY_QA_HOST=$(HOST) POLICY_QA_PORT=$(PORT) $(BIN)/python -m service
 
 test: install system-deps model ## Lint, type-check and run the whole test suite
 	$(BIN)/ruff check .

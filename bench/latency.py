@@ -9,12 +9,12 @@ Run ``python -m bench.latency`` (``make bench``). One run:
    the service's LRU query cache never answers a timed request; a separate "cached" run
    repeats warm-up questions to show what the cache buys. Systems alternate in rounds
    (A B B A ...) so a drift in the shared machine's load hits both alike;
-3. times the bare ``SentenceTransformer.encode`` of one query in this process with the model
-   the service embeds queries with (same folder, precision and torch thread settings), and
-   the float32 model the baseline runs, on the same questions, after each 1-client round
-   (so the ratio compares times taken minutes, not a whole run, apart);
-4. prints p50/p95/p99, throughput and errors, the ratios and PASS/FAIL per target, and
-   writes ``var/reports/bench.json``.
+3. reads the resident memory (RSS) of every server worker process after the run;
+4. prints p50/p95/p99, throughput, errors, RSS per worker, the ratios and PASS/FAIL per
+   target, and writes ``var/reports/bench.json``.
+
+``--against REF [REF ...]`` also runs the service as committed at each ``REF``, side by side
+(A/B); the first is "before" in the targets.
 
 The timed strings are gold questions with a courtesy tail ("谢谢", "please", ...), chosen so
 the service does the same work as for the bare question (same detected language, glossary
@@ -34,8 +34,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,14 +44,12 @@ import httpx
 import numpy as np
 
 from bench.server import OFFLINE_ENV, free_port, uvicorn_process
-from index.embedding import Embedder, usable_cpus
+from index.embedding import choose_precision, cpu_flags, usable_cpus
 from index.settings import PROJECT_ROOT, Settings
 
 GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
 REPORT = PROJECT_ROOT / "var" / "reports" / "bench.json"
 SERVICE_APP = "service.app:create_app"
-PREVIOUS = "previous"
-"""The name of the service at ``--against REF`` in the report."""
 BASELINE_APP = "bench.baseline:create_app"
 # A rate limit nobody reaches: the benchmark measures latency, not the limiter's 429s.
 UNLIMITED = 1_000_000_000
@@ -95,12 +92,10 @@ TAILS = {
         "much appreciated",
     ),
 }
-# Targets (issue 7; issue 3 allowed 1.5 x the bare embedding).
-MAX_RATIO_TO_EMBEDDING = 1.2
-MAX_RATIO_TO_EMBEDDING_ISSUE3 = 1.5
-MAX_P99_MS_AT_8 = 150.0
 MAX_P99_OVER_P50_AT_8 = 2.0
 MAX_RATIO_TO_BASELINE = 0.8
+MAX_RATIO_TO_PREVIOUS = 1.1
+MAX_RSS_MIB_PER_WORKER = 1.2 * 1024  # 1.2 GiB
 
 
 @dataclass(frozen=True)
@@ -229,9 +224,17 @@ def distinct_questions(base: dict[str, list[str]], needed: int, settings: Settin
 # ---- servers -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Running:
+    """A started server: its base URL and the uvicorn process."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running(system: System, log_dir: Path) -> Iterator[str]:
-    """Start ``system`` under uvicorn; yield its base URL; stop it on exit."""
+def running(system: System, log_dir: Path) -> Iterator[Running]:
+    """Start ``system`` under uvicorn; yield where it runs; stop it on exit."""
     port = free_port()
     with uvicorn_process(
         system.app,
@@ -241,8 +244,8 @@ def running(system: System, log_dir: Path) -> Iterator[str]:
         workers=system.workers,
         quiet=True,
         cwd=system.cwd,
-    ):
-        yield f"http://127.0.0.1:{port}"
+    ) as process:
+        yield Running(f"http://127.0.0.1:{port}", process.pid)
 
 
 def checkout(ref: str, folder: Path) -> Path:
@@ -289,7 +292,7 @@ def client_session(url: str) -> aiohttp.ClientSession:
     aiohttp: httpx spent 0.5-0.9 ms of its own per request on this machine, a share of the
     measured latency that belongs to neither system. Idle connections are dropped before
     uvicorn's 5 s keep-alive ends them (aiohttp does not retry a POST on a connection the
-    server closed while the bare embedding was being timed).
+    server closed while the client was idle).
     """
     return aiohttp.ClientSession(
         base_url=url,
@@ -370,13 +373,8 @@ async def measure_http(
     timed: dict[int, list[str]],
     rounds: int,
     top_k: int,
-    after_single_round: Callable[[Sequence[str]], None] = lambda _: None,
 ) -> dict[str, dict[str, RunResult]]:
-    """Warm up, run every concurrency in alternating rounds, then the cached-question run.
-
-    ``after_single_round`` gets each 1-client round's questions once both systems answered
-    them (it blocks the loop, which is idle then).
-    """
+    """Warm up, run every concurrency in alternating rounds, then the cached-question run."""
     clients = {s.name: client_session(urls[s.name]) for s in systems}
     results: dict[str, dict[str, RunResult]] = {s.name: {} for s in systems}
     try:
@@ -399,8 +397,6 @@ async def measure_http(
                         top_k=top_k,
                     )
                     results[system.name].setdefault(str(concurrency), RunResult()).merge(run)
-                if concurrency == 1:
-                    after_single_round(questions[start : start + size])
         for system in systems:  # warm-up questions again: the service's cache answers these
             results[system.name]["cached"] = await drive(
                 clients[system.name], system, list(warmup) * 2, concurrency=1, top_k=top_k
@@ -411,43 +407,24 @@ async def measure_http(
     return results
 
 
-# ---- the bare embedding ------------------------------------------------------------------
+# ---- memory ------------------------------------------------------------------------------
 
 
-def embedding_floor(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
-    """ms per call of ``embed`` on one query, each text once (so no cache can answer).
-
-    Runs on a worker thread, as the service's endpoint does: with more than one torch
-    thread, OpenMP behaved very differently on the main thread (10x slower under load).
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_time_calls, embed, texts).result()
-
-
-def _time_calls(embed: Callable[[str], object], texts: Sequence[str]) -> list[float]:
-    for text in texts[:5]:
-        embed(text)
-    timings: list[float] = []
-    for text in texts:
-        start = time.perf_counter()
-        embed(text)
-        timings.append((time.perf_counter() - start) * 1000)
-    return timings
+def worker_pids(pid: int) -> list[int]:
+    """A uvicorn server's worker processes: its children, or itself when it has none."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [int(child) for child in children] or [pid]
 
 
-def st_encode(model: Any, prompt: str) -> Callable[[str], object]:
-    """A plain ``SentenceTransformer.encode`` of one query with its prompt."""
-    return lambda text: model.encode([text], prompt=prompt, show_progress_bar=False)
-
-
-def service_inputs(settings: Settings, questions: Sequence[str]) -> list[str]:
-    """The text the service actually embeds: Simplified question plus glossary expansions."""
-    from index.glossary import Glossary
-    from index.retriever import expand_question
-
-    glossary = Glossary.load(settings.glossary_path)
-    enabled = settings.glossary_expansion
-    return [expand_question(q, glossary, enabled=enabled)[2] for q in questions]
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (``VmRSS``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise ValueError(f"no VmRSS for process {pid}")
 
 
 # ---- report ------------------------------------------------------------------------------
@@ -463,91 +440,76 @@ def evaluate(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
     """Ratios and PASS/FAIL per target from the summaries."""
     runs = report["runs"]
     ours, base = runs["policy-qa"], runs["baseline"]
-    floor = report["embedding"]["raw"]["p50_ms"]
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a is not None and b else None
 
-    p50_1, p50_8 = ours["1"].get("p50_ms"), ours["8"].get("p50_ms")
-    p99_8 = ours["8"].get("p99_ms")
-    ratios = {
-        "policy_qa_over_baseline_p50_at_1": ratio(p50_1, base["1"].get("p50_ms")),
-        "policy_qa_over_baseline_p50_at_8": ratio(p50_8, base["8"].get("p50_ms")),
-        "policy_qa_over_embedding_p50_at_1": ratio(p50_1, floor),
-        "policy_qa_over_embedding_of_its_input_p50_at_1": ratio(
-            p50_1, report["embedding"]["as_service_embeds"]["p50_ms"]
-        ),
-        "baseline_over_embedding_p50_at_1": ratio(base["1"].get("p50_ms"), floor),
-        "policy_qa_p99_over_p50_at_8": ratio(p99_8, p50_8),
-        # Little's law: 8 closed-loop clients on these cores wait at least this long per
-        # request even if a server did nothing but the embedding (and had the cores alone).
-        "embedding_only_floor_ms_at_8": round(8 * floor / report["machine"]["usable_cpus"], 1)
-        if floor
-        else None,
-        "baseline_p99_over_p50_at_8": ratio(base["8"].get("p99_ms"), base["8"].get("p50_ms")),
-    }
-    if PREVIOUS in runs:
-        before = runs[PREVIOUS]
+    ratios: dict[str, float | None] = {}
+    for name, run in runs.items():
         for clients in ("1", "8"):
-            now, then = ours[clients].get("p50_ms"), before[clients].get("p50_ms")
-            ratios[f"policy_qa_over_previous_p50_at_{clients}"] = ratio(now, then)
-            ratios[f"policy_qa_minus_previous_p50_ms_at_{clients}"] = (
-                round(now - then, 2) if now is not None and then is not None else None
-            )
+            if name != "baseline":
+                key = f"{name}_over_baseline_p50_at_{clients}"
+                ratios[key] = ratio(run[clients].get("p50_ms"), base[clients].get("p50_ms"))
+        ratios[f"{name}_p99_over_p50_at_8"] = ratio(run["8"].get("p99_ms"), run["8"].get("p50_ms"))
     errors = sum(int(r["errors"]) for r in ours.values())
     targets = [
         check(
-            "policy-qa p50 / bare embedding p50 (1 client) <= 1.2 (issue 7)",
-            ratios["policy_qa_over_embedding_p50_at_1"],
-            MAX_RATIO_TO_EMBEDDING,
-        ),
-        check(
-            "policy-qa p50 / bare embedding p50 (1 client) <= 1.5 (issue 3)",
-            ratios["policy_qa_over_embedding_p50_at_1"],
-            MAX_RATIO_TO_EMBEDDING_ISSUE3,
-        ),
-        check("policy-qa p99 at 8 clients <= 150 ms", p99_8, MAX_P99_MS_AT_8),
-        check(
             "policy-qa p99 <= 2 x p50 at 8 clients",
-            ratios["policy_qa_p99_over_p50_at_8"],
+            ratios["policy-qa_p99_over_p50_at_8"],
             MAX_P99_OVER_P50_AT_8,
         ),
         check("policy-qa errors == 0", float(errors), 0.0),
         check(
-            "policy-qa p50 <= 0.8 x baseline p50 (1 client)",
-            ratios["policy_qa_over_baseline_p50_at_1"],
-            MAX_RATIO_TO_BASELINE,
-        ),
-        check(
-            "policy-qa p50 <= 0.8 x baseline p50 (8 clients)",
-            ratios["policy_qa_over_baseline_p50_at_8"],
-            MAX_RATIO_TO_BASELINE,
+            "policy-qa RSS per worker <= 1.2 GiB",
+            max(report["rss_mib"]["policy-qa"]),
+            MAX_RSS_MIB_PER_WORKER,
         ),
     ]
+    for clients in ("1", "8"):
+        targets.append(
+            check(
+                f"policy-qa p50 <= {MAX_RATIO_TO_BASELINE} x baseline p50 ({clients} clients)",
+                ratios[f"policy-qa_over_baseline_p50_at_{clients}"],
+                MAX_RATIO_TO_BASELINE,
+            )
+        )
+    for before in report["config"]["against"] or ():
+        for clients in ("1", "8"):
+            now, then = ours[clients].get("p50_ms"), runs[before][clients].get("p50_ms")
+            ratios[f"policy-qa_over_{before}_p50_at_{clients}"] = ratio(now, then)
+        break  # the first ref is "before"; the others are for comparison only
+    if report["config"]["against"]:
+        before = report["config"]["against"][0]
+        for clients in ("1", "8"):
+            targets.append(
+                check(
+                    f"policy-qa p50 <= {MAX_RATIO_TO_PREVIOUS} x {before} p50 ({clients} clients)",
+                    ratios[f"policy-qa_over_{before}_p50_at_{clients}"],
+                    MAX_RATIO_TO_PREVIOUS,
+                )
+            )
     return ratios, targets
 
 
 def print_report(report: dict[str, Any]) -> None:
     """Human-readable tables on stdout."""
     print(f"\nmachine: {report['machine']['cpus']} cpus, load {report['machine']['load']}")
-    print(f"query embedding precision: {report['query_precision']}")
-    header = f"{'system':<10} {'clients':>7} {'n':>5} {'p50':>8} {'p95':>8} {'p99':>8} "
+    print(f"model precision: {report['precision']}")
+    header = f"{'system':<16} {'clients':>7} {'n':>5} {'p50':>8} {'p95':>8} {'p99':>8} "
     print(header + f"{'max':>8} {'req/s':>7} {'errors':>6}")
     for name, runs in report["runs"].items():
         for label, s in runs.items():
             if not s.get("n"):
-                print(f"{name:<10} {label:>7} {0:>5} {'-':>8} ... errors {s.get('errors')}")
+                print(f"{name:<16} {label:>7} {0:>5} {'-':>8} ... errors {s.get('errors')}")
                 continue
             rps = s["throughput_rps"] if s["throughput_rps"] is not None else "-"
             print(
-                f"{name:<10} {label:>7} {s['n']:>5} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} "
+                f"{name:<16} {label:>7} {s['n']:>5} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} "
                 f"{s['p99_ms']:>8.1f} {s['max_ms']:>8.1f} {rps:>7} {s['errors']:>6}"
             )
-    for label, s in report["embedding"].items():
-        print(
-            f"bare embedding ({label}): p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms, "
-            f"n {s['n']}"
-        )
+    for name, rss in report["rss_mib"].items():
+        shown = ", ".join(f"{r:.0f} MiB ({r / 1024:.2f} GiB)" for r in rss)
+        print(f"RSS per worker after the run ({name}): {shown}")
     if report["stages_ms"]:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in report["stages_ms"].items())
         print(f"policy-qa server stages, p50 ms at 1 client: {stages}")
@@ -581,7 +543,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--against",
         metavar="REF",
-        help="also run the service as committed at this git ref (e.g. HEAD~1), side by side",
+        nargs="+",
+        default=[],
+        help="also run the service as committed at these git refs (e.g. HEAD~1), side by side",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if any target fails")
     args = parser.parse_args(argv)
@@ -621,13 +585,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         ),
     ]
-    if args.against:
+    for number, ref in enumerate(args.against, start=1):
         # The same service as committed at another ref: its own index, the same model files.
-        previous = checkout(args.against, data_dir / "bench-against")
+        previous = checkout(ref, data_dir / "bench-against")
         systems.insert(
-            1,
+            number,
             System(
-                PREVIOUS,
+                ref,
                 SERVICE_APP,
                 "/v1/ask",
                 {"mode": "hybrid"},
@@ -650,34 +614,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = args.out.parent
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
-        urls = {s.name: stack.enter_context(running(s, log_dir)) for s in systems}
+        servers = {s.name: stack.enter_context(running(s, log_dir)) for s in systems}
+        urls = {name: server.url for name, server in servers.items()}
         progress(f"starting {', '.join(urls)}; waiting for /readyz")
         for system in systems:
             wait_ready(urls[system.name], system.name, args.ready_timeout, log_dir)
-        progress("both ready; loading the model for the bare embedding")
-        # Loaded as the service loads it: same query model, precision and torch threads.
-        embedder = Embedder.from_settings(settings)
-        model = embedder.query_model
-        floors: dict[str, list[float]] = {
-            "raw": [],
-            "as_service_embeds": [],
-            "service_model_call": [],
-            "float32_as_baseline": [],
-        }
-
-        as_served = dict(zip(timed[1], service_inputs(settings, timed[1]), strict=True))
-
-        def time_bare(questions: Sequence[str]) -> None:
-            prompt = settings.query_prompt
-            floors["raw"] += embedding_floor(st_encode(model, prompt), questions)
-            served = [as_served[question] for question in questions]
-            floors["as_service_embeds"] += embedding_floor(st_encode(model, prompt), served)
-            floors["service_model_call"] += embedding_floor(embedder.encode_query, served)
-            floors["float32_as_baseline"] += embedding_floor(
-                st_encode(embedder.model, prompt), questions
-            )
-
-        progress("driving both servers (the bare embedding after each 1-client round)")
+        progress(f"all ready; driving {', '.join(urls)}")
         results = asyncio.run(
             measure_http(
                 urls,
@@ -686,9 +628,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timed=timed,
                 rounds=args.rounds,
                 top_k=args.top_k,
-                after_single_round=time_bare,
             )
         )
+        rss = {
+            name: [rss_mib(pid) for pid in worker_pids(server.pid)]
+            for name, server in servers.items()
+        }
     load_after = os.getloadavg()
 
     import torch
@@ -704,14 +649,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "usable_cpus": usable_cpus(),
-            "torch_threads_in_bench": torch.get_num_threads(),
         },
         "config": {
             **{k: v for k, v in vars(args).items() if k not in {"data_dir", "out"}},
             "distinct_timed_questions": sum(len(q) for q in timed.values()),
         },
-        "embedding": {label: summarise(samples) for label, samples in floors.items()},
-        "query_precision": embedder.query_precision,
+        "precision": choose_precision(settings.precision, cpu_flags()),
+        "rss_mib": rss,
         "runs": {
             name: {
                 label: summarise(r.latencies_ms, errors=r.errors, wall_s=r.wall_s)

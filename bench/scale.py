@@ -20,9 +20,8 @@ What is real and what is synthetic (embedding a million texts would take hours o
   near-tie mix of same-document and same-topic passages, as real embeddings give.
 * Questions are real Chinese questions about the corpus (``QUESTIONS``), cycled over the runs.
 
-Code marked PROTOTYPE is measured beside the service's own code: BM25 query variants. The
-numpy BM25 build, the delta segment (``LexicalIndex.extended``) and the sampled exact top-k
-began here as prototypes and are now ``index/lexical.py``'s own.
+Every index is the service's own code (``index/dense.py``, ``index/lexical.py``); only the
+data is synthetic.
 """
 
 from __future__ import annotations
@@ -73,8 +72,6 @@ WARMUP = 10
 INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
 EF_SEARCH_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 NPROBE_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-TOPK_SAMPLE = 64  # top_hits samples 64 rows per wanted hit
-PRUNE_DF_FRACTION = 0.2  # prototype: skip query terms found in more than this share of passages
 TARGET_DENSE_P50_MS = 10.0
 TARGET_RECALL = 0.95
 TARGET_LEXICAL_P50_MS = 50.0
@@ -202,9 +199,7 @@ def sentence_pool(settings: Settings, tokenizer: Tokenizer) -> SentencePool:
 
 
 def real_text() -> tuple[Settings, Tokenizer, SentencePool]:
-    """What every text phase starts from: settings, the real tokenizer, the sentence pool
-    (bm25s imported first, so its import is not timed)."""
-    _import_bm25s()
+    """What every text phase starts from: settings, the real tokenizer, the sentence pool."""
     settings = Settings()
     tokenizer = make_tokenizer(settings)
     return settings, tokenizer, sentence_pool(settings, tokenizer)
@@ -345,84 +340,6 @@ def new_document(pool: SentencePool, seed: int) -> Document:
     return Document(meta=meta, text="\n".join(paragraphs))
 
 
-# ---- faster and incremental BM25 (prototypes for index/lexical.py) ----------------------------
-
-
-@dataclass(frozen=True)
-class Postings:
-    """bm25s's precomputed index: column ``t`` of the CSC matrix is term t's posting list."""
-
-    data: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-    vocab: dict[str, int]
-    size: int
-    k1: float
-    b: float
-
-    @classmethod
-    def of(cls, lexical: LexicalIndex) -> Postings:
-        bm25 = lexical._bm25
-        arrays = bm25.scores
-        return cls(
-            arrays["data"],
-            arrays["indices"],
-            arrays["indptr"],
-            bm25.vocab_dict,
-            int(arrays["num_docs"]),
-            float(bm25.k1),
-            float(bm25.b),
-        )
-
-    def span(self, term: str) -> tuple[int, int]:
-        """Where term's postings lie in ``data``/``indices`` (empty if unknown)."""
-        term_id = self.vocab.get(term)
-        if term_id is None or term_id + 1 >= len(self.indptr):
-            return 0, 0
-        return int(self.indptr[term_id]), int(self.indptr[term_id + 1])
-
-
-def term_scores(
-    postings: Postings, query_tokens: Sequence[str], *, max_df_fraction: float | None = None
-) -> np.ndarray:
-    """PROTOTYPE: BM25 of every passage, summed as bm25s does (``np.add.at`` per term).
-
-    Each distinct query term is added once, weighted by how often the query repeats it
-    (bm25s adds it once per repeat: same sum). With ``max_df_fraction``, terms in more than
-    that share of passages are skipped (pruning: faster, not exact).
-    """
-    scores = np.zeros(postings.size, dtype=np.float32)
-    limit = None if max_df_fraction is None else max_df_fraction * postings.size
-    for term, count in Counter(query_tokens).items():
-        start, end = postings.span(term)
-        if end == start or (limit is not None and end - start > limit):
-            continue
-        values = postings.data[start:end]
-        np.add.at(scores, postings.indices[start:end], values if count == 1 else values * count)
-    return scores
-
-
-def top_hits(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """PROTOTYPE: ``LexicalIndex.search``'s top ``k`` positive rows, without selecting over all.
-
-    ``argpartition`` over a million scores costs ~20 ms here. The k-th best of an evenly
-    spaced sample is a lower bound for the k-th best overall, so only rows at or above it
-    (~n/64) need selecting; the result is exact.
-    """
-    k = min(k, len(scores))
-    if k <= 0:
-        return []
-    if len(scores) > TOPK_SAMPLE * k * 4:
-        sample = scores[:: len(scores) // (TOPK_SAMPLE * k)]
-        bound = float(np.partition(sample, len(sample) - k)[len(sample) - k])
-        rows = np.flatnonzero(scores >= bound) if bound > 0 else np.flatnonzero(scores > 0)
-        top = rows if len(rows) <= k else rows[np.argpartition(-scores[rows], k - 1)[:k]]
-    else:
-        top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
-
-
 # ---- phases (each in a fresh process) ---------------------------------------------------------
 
 
@@ -438,11 +355,6 @@ def _held(before: dict[str, float], after: dict[str, float], n: int) -> dict[str
         "peak_delta_mib": after["peak"] - before["rss"],
         "bytes_per_passage": held * 2**20 / n,
     }
-
-
-def _import_bm25s() -> None:
-    """Import bm25s (and numba, which it pulls in) before a baseline, not inside a timer."""
-    importlib.import_module("bm25s")
 
 
 def phase_dense_build(n: int, index_type: IndexType, folder: Path, queries: int) -> dict[str, Any]:
@@ -534,7 +446,6 @@ def _production_depths() -> tuple[int, int]:
 def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int) -> dict[str, Any]:
     """Load one saved index with mmap in this fresh process; sweep its knob; time fused search."""
     retriever = importlib.import_module("index.retriever")
-    _import_bm25s()
     settings = Settings()
     faiss.omp_set_num_threads(threads)
     queries = np.load(folder / "queries.npy")
@@ -583,16 +494,11 @@ def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int)
     result.update(_resident("after_queries", base, memory_mib()))
 
     lexical = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
-    postings = Postings.of(lexical)
 
-    def fused(i: int, fast: bool) -> None:
+    def fused(i: int) -> None:
         vector_hits = dense.search(queries[i], depth, threads=threads)[:candidates]
         terms = tokenizer.tokenize(QUESTIONS[i % len(QUESTIONS)])
-        word_hits = (
-            top_hits(term_scores(postings, terms), candidates)
-            if fast
-            else lexical.search(terms, k=candidates)
-        )
+        word_hits = lexical.search(terms, k=candidates)
         retriever.weighted_rrf(
             [
                 (settings.dense_weight, [row for row, _ in vector_hits]),
@@ -601,8 +507,7 @@ def phase_dense_query(n: int, index_type: IndexType, folder: Path, threads: int)
             k=settings.rrf_k,
         )
 
-    result["fused"] = percentiles(timed(lambda i: fused(i, False), len(queries)))
-    result["fused_sampled_topk"] = percentiles(timed(lambda i: fused(i, True), len(queries)))
+    result["fused"] = percentiles(timed(fused, len(queries)))
     return result
 
 
@@ -612,8 +517,7 @@ def _overlap(a: list[tuple[int, float]], b: list[tuple[int, float]], k: int = K)
 
 
 def phase_lexical_query(n: int, folder: Path, queries: int) -> dict[str, Any]:
-    """Load BM25 with mmap in a fresh process; time the service's search and the prototypes."""
-    _import_bm25s()
+    """Load BM25 with mmap in a fresh process; time the service's search."""
     settings = Settings()
     tokenizer = make_tokenizer(settings)
     terms = [tokenizer.tokenize(q) for q in QUESTIONS]
@@ -623,40 +527,15 @@ def phase_lexical_query(n: int, folder: Path, queries: int) -> dict[str, Any]:
     lexical = LexicalIndex.load(folder / "bm25", size=n, mmap=True)
     loaded = memory_mib()
     candidates, _ = _production_depths()
-    postings = Postings.of(lexical)
-
-    def run(search: Callable[[list[str]], list[tuple[int, float]]]) -> dict[str, float]:
-        samples = timed(lambda i: search(terms[i % len(terms)]), queries)
-        reference = [lexical.search(t, k=candidates) for t in terms]
-        agreement = [_overlap(r, search(t)) for r, t in zip(reference, terms, strict=True)]
-        return {**percentiles(samples), "top10_agreement": float(np.mean(agreement))}
-
+    samples = timed(lambda i: lexical.search(terms[i % len(terms)], k=candidates), queries)
     result: dict[str, Any] = {
         **_resident("after_load", base, loaded),
         "tokenise_question": tokenise,
         "query_terms": float(np.mean([len(t) for t in terms])),
-        "posting_entries_per_query": float(
-            np.mean([sum(e - s for s, e in map(postings.span, t)) for t in terms])
-        ),
+        "service": percentiles(samples),
     }
-    result["service"] = run(lambda t: lexical.search(t, k=candidates))
     log(f"{n:,}: BM25 service search {result['service']}")
-    result["sampled_topk"] = run(lambda t: top_hits(term_scores(postings, t), candidates))
-    result["pruned"] = run(
-        lambda t: top_hits(term_scores(postings, t, max_df_fraction=PRUNE_DF_FRACTION), candidates)
-    )
     result.update(_resident("after_queries", base, memory_mib()))
-    bm25 = lexical._bm25
-    bm25.backend = "numba"
-    start = time.perf_counter()
-    bm25.retrieve([terms[0]], k=candidates, show_progress=False, n_threads=1)
-    result["numba_compile_s"] = time.perf_counter() - start
-
-    def numba_search(t: list[str]) -> list[tuple[int, float]]:
-        rows, scores = bm25.retrieve([t], k=candidates, show_progress=False, n_threads=1)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
-
-    result["numba"] = run(numba_search)
     return result
 
 
@@ -910,15 +789,12 @@ def size_report(n: int, data: dict[str, Any]) -> str:
                     q["production_depth_latency"]["p50_ms"],
                     q["fused"]["p50_ms"],
                     q["fused"]["p99_ms"],
-                    q["fused_sampled_topk"]["p50_ms"],
                 ]
             )
     lq = data.get("lexical_query")
     if lq:
-        for name in ("service", "sampled_topk", "pruned", "numba"):
-            r = lq[name]
-            agreement = f"top-10 agree {r['top10_agreement']:.2f}"
-            rows.append([f"BM25 {name}", r["p50_ms"], r["p99_ms"], agreement, "", "", "", ""])
+        r = lq["service"]
+        rows.append(["BM25", r["p50_ms"], r["p99_ms"], "", "", "", ""])
     depth = next((q["production_depth"] for q in queries.values()), "?")
     parts.append(
         table(
@@ -930,7 +806,6 @@ def size_report(n: int, data: dict[str, Any]) -> str:
                 f"p50 ms k={depth}",
                 "fused p50 ms",
                 "fused p99 ms",
-                "fused p50 ms (sampled top-k BM25)",
             ],
             rows,
         )
@@ -1037,17 +912,14 @@ def targets(report: dict[str, Any], update_size: int) -> list[dict[str, Any]]:
             )
         lq = data.get("lexical_query")
         if lq:
-            for name in ("service", "sampled_topk", "pruned", "numba"):
-                r = lq[name]
-                out.append(
-                    {
-                        "target": f"BM25 {name} at {largest:,}: "
-                        f"p50 <= {TARGET_LEXICAL_P50_MS:g} ms",
-                        "measured": f"{r['p50_ms']:.1f} ms (top-10 agreement "
-                        f"{r['top10_agreement']:.2f})",
-                        "pass": r["p50_ms"] <= TARGET_LEXICAL_P50_MS,
-                    }
-                )
+            r = lq["service"]
+            out.append(
+                {
+                    "target": f"BM25 at {largest:,}: p50 <= {TARGET_LEXICAL_P50_MS:g} ms",
+                    "measured": f"{r['p50_ms']:.1f} ms",
+                    "pass": r["p50_ms"] <= TARGET_LEXICAL_P50_MS,
+                }
+            )
     budget_mib = MEMORY_BUDGET_GB * 1024
     if largest is not None:
         data = sizes[str(largest)]

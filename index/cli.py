@@ -5,7 +5,6 @@ Run as ``python -m index --help`` (or the ``policy-qa`` console script).
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -15,16 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from index.answer.messages import not_stated_message
-from index.build import with_document, without_document
-from index.documents import (
-    SUPPORTED_SUFFIXES,
-    DocumentMeta,
-    load_catalog,
-    load_document,
-    save_catalog,
-    validate_doc_id,
-)
-from index.errors import ConflictError, InvalidInputError, PolicyQAError
+from index.changes import DocumentChanges
+from index.documents import SUPPORTED_SUFFIXES, DocumentMeta, parse_document, validate_doc_id
+from index.errors import InvalidInputError, PolicyQAError
 from index.pipeline import (
     Components,
     ensure_snapshot,
@@ -51,24 +43,16 @@ def _fail(error: PolicyQAError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _write_failed(error: OSError) -> typer.Exit:
-    """A write failed; IndexStore.save switches versions only once everything is written."""
-    reason = error.strerror or str(error)
-    console.print(
-        f"[bold red]error:[/] cannot write the index ({reason}); nothing was changed and the "
-        "previous index is still current. Free disk space (or fix permissions) and run it again."
-    )
-    return typer.Exit(code=2)
-
-
 @app.command()
 def model() -> None:
-    """Build the default embedding model from its package (once; idempotent)."""
+    """Build the default embedding model from its package, in both precisions a machine may
+    run it in (once; idempotent), so an image built on one CPU also serves on another."""
     from index.model_build import ensure_default_model
 
     settings = Settings()
-    folder = ensure_default_model(settings.default_model_dir)
-    console.print(f"model ready: {folder}")
+    for precision in ("float32", "bfloat16"):
+        folder = ensure_default_model(settings.default_model_dir, precision)
+        console.print(f"model ready: {folder}")
 
 
 @app.command()
@@ -76,11 +60,12 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if up to date."
     """Build the index if it is missing or stale (corpus, model or chunking changed)."""
     try:
         parts = _components()
-        snapshot, built = ensure_snapshot(parts, force=force, show_progress=True)
+        if force:
+            snapshot, built = DocumentChanges(parts).rebuild(show_progress=True).snapshot, True
+        else:
+            snapshot, built = ensure_snapshot(parts, show_progress=True)
     except PolicyQAError as error:
         raise _fail(error) from error
-    except OSError as error:  # e.g. a full disk: the store wrote nothing current
-        raise _write_failed(error) from error
     verb = "built" if built else "up to date"
     console.print(
         f"index {verb}: {len(snapshot.documents)} documents, {snapshot.manifest.passages} "
@@ -103,66 +88,37 @@ def add(
     replace: Annotated[bool, typer.Option(help="Replace a document with the same id.")] = False,
 ) -> None:
     """Add one document to the corpus and the index without a full rebuild."""
-    settings = Settings()
-    copied: Path | None = None  # the source copy this command created, if any
     try:
         validate_doc_id(doc_id)
         if source.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise InvalidInputError(f"unsupported file type {source.suffix!r}")
-        catalog = load_catalog(settings.catalog_path)
-        if any(entry.id == doc_id for entry in catalog) and not replace:
-            raise ConflictError(f"document {doc_id!r} exists; pass --replace to update it")
-        target = Path("documents") / f"{doc_id}{source.suffix.lower()}"
         meta = DocumentMeta(
             id=doc_id,
             title_zh=title_zh,
             title_en=title_en,
-            source=str(target),
+            source=f"documents/{doc_id}{source.suffix.lower()}",
             issuer=issuer,
             date=date,
             number=number,
             language=language,
         )
-        target_path = settings.corpus_dir / target
-        if not target_path.exists():
-            copied = target_path
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target_path)
-        document = load_document(meta, settings.corpus_dir)
-        parts = load_components(settings)
-        snapshot, _ = ensure_snapshot(parts)
-        updated = with_document(
-            snapshot, document, embedder=parts.embedder, tokenizer=parts.tokenizer
-        )
-        # Index first: if it cannot be written, the catalog still matches the current one.
-        parts.store.save(updated)
-        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id] + [meta])
+        data = source.read_bytes()
+        document = parse_document(meta, data)
+        saved = DocumentChanges(_components()).add(document, data, replace=replace)
     except PolicyQAError as error:
         raise _fail(error) from error
-    except OSError as error:
-        if copied is not None:  # the catalog never named it: leave no orphan behind
-            copied.unlink(missing_ok=True)
-        raise _write_failed(error) from error
-    added = sum(1 for c in updated.chunks.values() if c.doc_id == doc_id)
-    console.print(f"added {doc_id}: {added} passages; index now {updated.manifest.passages}")
+    added = sum(1 for c in saved.snapshot.chunks.values() if c.doc_id == doc_id)
+    console.print(f"added {doc_id}: {added} passages; index now {saved.snapshot.manifest.passages}")
 
 
 @app.command()
 def remove(doc_id: Annotated[str, typer.Argument(help="Document id to remove.")]) -> None:
     """Remove one document from the index and the catalog (its source file is kept)."""
-    settings = Settings()
     try:
-        parts = load_components(settings)
-        snapshot = open_snapshot(parts)
-        updated = without_document(snapshot, doc_id)
-        catalog = load_catalog(settings.catalog_path)
-        parts.store.save(updated)
-        save_catalog(settings.catalog_path, [e for e in catalog if e.id != doc_id])
+        saved = DocumentChanges(_components()).remove(doc_id)
     except PolicyQAError as error:
         raise _fail(error) from error
-    except OSError as error:
-        raise _write_failed(error) from error
-    console.print(f"removed {doc_id}; index now {updated.manifest.passages} passages")
+    console.print(f"removed {doc_id}; index now {saved.snapshot.manifest.passages} passages")
 
 
 @app.command()

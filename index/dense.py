@@ -16,22 +16,21 @@ from typing import Any, Literal
 import numpy as np
 
 IndexType = Literal["flat", "hnsw", "ivf"]
-# Exact search costs ~0.2 us per vector per query on 2 cores (docs/performance-scale.md):
-# up to 50k vectors it stays near 5 ms and perfect.
+# Exact search is perfect and, up to this many vectors, a few milliseconds per query
+# (docs/performance-scale.md).
 FLAT_MAX_VECTORS = 50_000
 # HNSW keeps ~1.9 KB per 384-d vector (graph in RAM, vectors mmap-able); beyond this many
 # vectors IVF-SQ8 (~0.5 KB per vector, inverted lists mmap'ed) keeps memory in bounds.
 HNSW_MAX_VECTORS = 3_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-# recall@10 >= 0.95 at 1M vectors needs efSearch 512 (~1.2 ms); FAISS searches with
-# max(efSearch, k) and the retriever asks for 300 hits, so small corpora are unaffected.
+# recall@10 >= 0.95 at 1M vectors needs efSearch 512; FAISS searches with max(efSearch, k)
+# and the retriever asks for 300 hits, so small corpora are unaffected.
 HNSW_EF_SEARCH = 512
 # recall@10 >= 0.95 needs nprobe 8 at 1M (2,000 lists), 12 at 100k, 24 at 10k.
 IVF_NPROBE = 24
-# One query per search: parallelism belongs across requests. Two threads made one flat
-# search at 100k 4x slower here, and each thread that searched kept a team of OpenMP workers
-# that spun on after every search, beside the next question's model call.
+# One OpenMP thread per search: parallelism belongs across requests, and a thread that
+# searched with more kept a team of OpenMP workers spinning beside the next model call.
 SEARCH_THREADS = 1
 
 

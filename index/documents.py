@@ -6,18 +6,16 @@ code knows which documents exist.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from index.errors import CorpusError, InvalidInputError, UnsupportedMediaError
+from index.files import write_atomically
 from index.normalise import normalise
 
 DOC_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -96,34 +94,15 @@ def load_catalog(path: Path) -> list[DocumentMeta]:
 
 def save_catalog(path: Path, entries: list[DocumentMeta]) -> None:
     """Write the catalog atomically (temp file + rename), so a crash never truncates it."""
+    write_atomically(path, catalog_bytes(entries))
+
+
+def catalog_bytes(entries: list[DocumentMeta]) -> bytes:
+    """The catalog file's content."""
     payload = json.dumps(
         {"documents": [e.to_dict() for e in entries]}, ensure_ascii=False, indent=2
     )
-    atomic_write_bytes(path, (payload + "\n").encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (model weights and index files are large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return (payload + "\n").encode("utf-8")
 
 
 def extract_text(data: bytes, suffix: str) -> str:
@@ -197,10 +176,18 @@ def load_document(meta: DocumentMeta, corpus_dir: Path) -> Document:
     except OSError as exc:
         raise CorpusError(f"cannot read source of {meta.id}: {meta.source} ({exc})") from exc
     try:
-        raw = extract_text(data, path.suffix)
+        return parse_document(meta, data)
     except (InvalidInputError, UnsupportedMediaError) as exc:
         raise CorpusError(f"{meta.id}: {exc}") from exc
-    return Document(meta=meta, text=normalise(raw))
+
+
+def parse_document(meta: DocumentMeta, data: bytes) -> Document:
+    """The document whose source (named by ``meta.source``) holds ``data``.
+
+    Raises:
+        InvalidInputError / UnsupportedMediaError: the bytes cannot be read as text.
+    """
+    return Document(meta=meta, text=normalise(extract_text(data, Path(meta.source).suffix)))
 
 
 def load_corpus(corpus_dir: Path) -> list[Document]:

@@ -1,51 +1,55 @@
-"""Sentence-transformers embeddings with the model's query/passage prompts.
+"""Sentence-transformers embeddings: one model per process, for passages and questions.
 
 The default model is multilingual-e5-small built locally from a package (no hub access);
 any other sentence-transformers model is one setting away and takes the same code path.
 
-Query path (see docs/performance.md): one short query gains little from torch's intra-op
-threads, and on a busy 2-core machine their OpenMP spin-waits made a 30 ms encode take
-80-400 ms. So by default (``torch_threads=0``) every model call runs on one thread, and at most
-``cpus // (threads x workers)`` calls run at once in each worker process: the cores are
-never oversubscribed, and eight concurrent questions queue first come, first served
-instead of all slowing down together (and fighting over the GIL).
-
-Queries are embedded by a copy of the model made for them (``index.query_model``).
+* **Precision.** ``auto`` runs the model in bfloat16 where the CPU declares native
+  bfloat16 (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``), else in float32: the
+  same machine always gets the same path. Its bfloat16 vectors stay within cosine 0.9999 of
+  float32 ones (``tests/test_embedding.py``), so an index built in one precision serves
+  questions embedded in the other.
+* **Questions** go through a TorchScript trace of the model's transformer, one unpadded
+  text at a time, sharing the model's weights. The trace runs without holding the GIL, so
+  questions answered at once in one process embed in parallel; eager mode holds it between
+  its hundreds of small operations. A model that cannot be traced runs eagerly.
+* **Model calls** run on a pool of ``model_call_slots`` threads, one torch thread each:
+  the cores are never oversubscribed, and waiting questions are served first come, first
+  served instead of all slowing down together.
+* Repeated questions are answered from an LRU cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import math
 import os
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from threading import Event, Lock
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from index.errors import ModelError
 from index.settings import DEFAULT_MODEL, Settings
 
+Precision = Literal["float32", "bfloat16"]
 QUERY_CACHE_SIZE = 1024
 AUTO_TORCH_THREADS = 1
 """Intra-op threads per model call when ``torch_threads`` is 0 (auto)."""
+NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU flags (``/proc/cpuinfo``) that declare bfloat16 arithmetic in hardware."""
+CPUINFO = Path("/proc/cpuinfo")
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-ALONGSIDE_DELAY_S = 0.001
-"""How far into the model call work handed to ``embed_query_while`` starts. Python started
-with the traced graph slowed the graph by about as long as it ran (a thread of this
-process only: the same work in another process did not); a millisecond later it cost
-nothing. Measured on 2 vCPUs (docs/performance.md); the cause was not found."""
-T = TypeVar("T")
 
 
 class Embedder:
-    """Embeds passages in batches and queries one at a time (with an LRU cache)."""
+    """Embeds passages in batches and questions one at a time, with one model."""
 
     def __init__(
         self,
@@ -55,77 +59,45 @@ class Embedder:
         query_prompt: str,
         passage_prompt: str,
         batch_size: int = 32,
-        parallel_calls: int = 0,
-        query_precision: str | None = None,
+        model_call_slots: int = 1,
+        precision: Precision = "float32",
     ) -> None:
-        """``parallel_calls``: model calls allowed at once; 0 = unlimited.
-        ``query_precision``: embed queries with a copy of ``model`` made for them
-        (``index.query_model``) in this precision, built on first use; ``None``: with
-        ``model`` itself."""
-        self._model = model
-        self._query_precision_setting = query_precision
-        self._query: tuple[Any, str] | None = None if query_precision else (model, "float32")
-        self._query_lock = Lock()
+        """``model``: a SentenceTransformer already in ``precision``.
+        ``model_call_slots``: model calls allowed at once."""
+        self.model = model
         self.model_id = model_id
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
         self.batch_size = batch_size
+        self.precision = precision
         self.dimension = int(model.get_embedding_dimension())
-        # The model's own Normalize module already makes unit vectors; do not do it twice.
-        self._normalises = any(type(m).__name__ == "Normalize" for m in pipeline_modules(model))
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = Lock()
-        self._gate = FifoGate(parallel_calls) if parallel_calls > 0 else None
-        # One helper per model call that may run at once (threads start on first use).
-        self._alongside = ThreadPoolExecutor(
-            max_workers=parallel_calls or usable_cpus(), thread_name_prefix="alongside-model"
-        )
-
-    @property
-    def model(self) -> Any:
-        """The underlying SentenceTransformer (float32; embeds passages)."""
-        return self._model
-
-    @property
-    def query_model(self) -> Any:
-        """The SentenceTransformer that embeds queries (``model`` or its copy for queries)."""
-        return self._query_choice()[0]
-
-    @property
-    def query_precision(self) -> str:
-        return str(self._query_choice()[1])
-
-    def prepare_queries(self) -> None:
-        """Build the query model now (seconds) rather than on the first question."""
-        self._query_choice()
-
-    def _query_choice(self) -> tuple[Any, str]:
-        # Built on first use: index builds embed only passages and never pay for it.
-        with self._query_lock:
-            if self._query is None:
-                from index.query_model import choose_query_model
-
-                self._query = choose_query_model(
-                    self._model, str(self._query_precision_setting), self.query_prompt
-                )
-            return self._query
+        self._model_calls = ThreadPoolExecutor(model_call_slots, thread_name_prefix="model")
+        self._encoder = _traced_encoder(model, query_prompt)
+        self.embed_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._embed_query)
+        """A unit-length, read-only float32 vector of shape ``(dimension,)``; cached."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Embedder:
+    def from_settings(cls, settings: Settings, *, cpu: Iterable[str] | None = None) -> Embedder:
         """Load (building first if needed) the configured model on the CPU.
+
+        Args:
+            settings: model, prompts, precision, threads and workers.
+            cpu: the CPU's flags; read from ``/proc/cpuinfo`` when None.
 
         Raises:
             ModelError: the model cannot be found or loaded.
         """
-        import torch
         import transformers
         from sentence_transformers import SentenceTransformer
 
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         torch.set_num_threads(settings.torch_threads or AUTO_TORCH_THREADS)
-        location, model_id = resolve_model(settings)
+        precision = choose_precision(settings.precision, cpu_flags() if cpu is None else cpu)
+        location, model_id = resolve_model(settings, precision)
         try:
-            model = SentenceTransformer(location, device="cpu")
+            model = SentenceTransformer(
+                location, device="cpu", model_kwargs={"dtype": getattr(torch, precision)}
+            )
         except Exception as exc:  # hub errors, missing files, bad configs all end here
             raise ModelError(f"cannot load embedding model {location!r}: {exc}") from exc
         model.eval()
@@ -135,151 +107,129 @@ class Embedder:
             query_prompt=settings.query_prompt,
             passage_prompt=settings.passage_prompt,
             batch_size=settings.embed_batch_size,
-            parallel_calls=model_call_slots(settings),
-            query_precision=settings.query_precision,
+            model_call_slots=model_call_slots(settings),
+            precision=precision,
         )
 
     def embed_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # encode() already runs under torch.inference_mode; the gate bounds parallel calls.
-        with self._model_call():
-            vectors = self._model.encode(
-                list(texts),
-                prompt=self.passage_prompt,
-                batch_size=self.batch_size,
-                normalize_embeddings=not self._normalises,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = self._model_calls.submit(
+            self.model.encode,
+            list(texts),
+            prompt=self.passage_prompt,
+            batch_size=self.batch_size,
+            convert_to_tensor=True,
+            show_progress_bar=show_progress,
+        ).result()
+        return _unit_rows(vectors.float().numpy())
 
-    def embed_query(self, text: str) -> np.ndarray:
-        """A unit-length float32 vector of shape ``(dimension,)``; repeated questions are cached."""
-        cached = self._cached(text)
-        return cached if cached is not None else self._remember(text, self.encode_query(text))
-
-    def embed_query_while(self, text: str, work: Callable[[], T]) -> tuple[np.ndarray, T]:
-        """``embed_query(text)``, and what ``work()`` returns, run on a helper thread while
-        the model computes (or here, when the cache answers and no model runs).
-
-        The model call holds one core for most of a question, and no GIL: work that does not
-        need the vector (the lexical side of a search) is then free on the other core.
-        """
-        cached = self._cached(text)
-        if cached is not None:
-            return cached, work()
-        started = Event()
-        try:
-            with self._model_call():
-                # Submitted only once this call holds a slot: a helper never sits waiting for
-                # a model call that is itself waiting, in front of one whose model has run.
-                helper = self._alongside.submit(_after, started, work)
-                vector = self._forward(text, on_graph_start=started.set)
-        finally:
-            started.set()  # a failed model call still lets the helper finish
-        return self._remember(text, vector), helper.result()
-
-    def _cached(self, text: str) -> np.ndarray | None:
-        with self._lock:
-            cached = self._cache.get(text)
-            if cached is not None:
-                self._cache.move_to_end(text)
-            return cached
-
-    def _remember(self, text: str, vector: np.ndarray) -> np.ndarray:
-        vector.setflags(write=False)
-        with self._lock:
-            self._cache[text] = vector
-            if len(self._cache) > QUERY_CACHE_SIZE:
-                self._cache.popitem(last=False)
+    def _embed_query(self, text: str) -> np.ndarray:
+        vector = self._model_calls.submit(self._forward, text).result()
+        vector.setflags(write=False)  # shared by every caller the cache answers
         return vector
 
-    def encode_query(self, text: str) -> np.ndarray:
-        """One question through the query model's own ``preprocess`` and forward pass
-        (uncached; ``embed_query`` is the cached way in).
-
-        ``encode`` wraps the same two calls in machinery for batches (length sorting,
-        per-item dictionaries, conversions): 0.7 ms of a 14 ms query on 2 cores, for the
-        same vector (within 1e-6; normalised once more here, in float32).
-        """
-        with self._model_call():
-            return self._forward(text)
-
-    def _forward(
-        self, text: str, *, on_graph_start: Callable[[], None] | None = None
-    ) -> np.ndarray:
-        """``encode_query`` inside a held slot; ``on_graph_start`` is called as the traced
-        graph starts (after the model's own Python before it, whose torch ops each let
-        another thread take the GIL)."""
-        import torch
-
-        from index.query_model import graph_start_callback
-
-        model = self.query_model
-        announce = (
-            contextlib.nullcontext()
-            if on_graph_start is None
-            else graph_start_callback(model, on_graph_start)
-        )
+    def _forward(self, text: str) -> np.ndarray:
+        """One question through the model's own ``preprocess`` and its modules (not
+        ``encode``, whose batch machinery costs a query more than it does)."""
         with torch.inference_mode():
-            features = model.preprocess([text], prompt=self.query_prompt)
-            with announce:
-                embedding = model(features)["sentence_embedding"][0]
-        vector: np.ndarray = embedding.float().numpy()
-        # Normalised here in float32: a bfloat16 model's own normalisation is only good to
-        # ~3 digits, and a model without a Normalize module has none.
-        vector /= np.linalg.norm(vector)
+            features = self.model.preprocess([text], prompt=self.query_prompt)
+            if self._encoder is None:
+                embedding = self.model(features)["sentence_embedding"]
+            else:
+                modules = list(self.model)
+                features["token_embeddings"] = self._encoder(
+                    features["input_ids"], features["attention_mask"]
+                )
+                for module in modules[1:]:  # pooling, normalisation
+                    features = module(features)
+                embedding = features["sentence_embedding"]
+        # Normalised here in float32: bfloat16's own normalisation is good to ~3 digits.
+        vector: np.ndarray = _unit_rows(embedding.float().numpy())[0]
         return vector
 
-    @contextlib.contextmanager
-    def _model_call(self) -> Iterator[None]:
-        """Hold one of the gate's slots (if any) for the length of a model call."""
-        if self._gate is None:
-            yield
-            return
-        self._gate.acquire()
-        try:
-            yield
-        finally:
-            self._gate.release()
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
 
 
-def _after(started: Event, work: Callable[[], T]) -> T:
-    """Run ``work`` once the model call is under way."""
-    started.wait()
-    time.sleep(ALONGSIDE_DELAY_S)
-    return work()
+def _traced_encoder(model: Any, prompt: str) -> Any:
+    """A frozen TorchScript trace of ``model``'s transformer, taking (input ids, attention
+    mask) of one unpadded text and returning its token embeddings; None for a model whose
+    first module has no Hugging Face transformer, or that tracing cannot handle.
 
-
-class FifoGate:
-    """A semaphore that admits waiters strictly in arrival order.
-
-    ``threading.Semaphore`` lets a thread that arrives just as a slot frees take it ahead
-    of threads already waiting; under load that unfairness is the latency tail.
+    The trace is taken on one unpadded text (sequence length stays dynamic): it is only
+    valid for one such text at a time, which is how questions are embedded.
     """
+    modules = list(model)
+    encoder = getattr(modules[0], "auto_model", None) if modules else None
+    if not isinstance(encoder, torch.nn.Module):
+        return None
+    features = model.preprocess([prompt + "北京独角兽企业有多少家？"])
+    example = (features["input_ids"], features["attention_mask"])
+    try:
+        # Quiet: torch 2.13 deprecates torch.jit in favour of torch.compile and torch.export,
+        # neither of which runs a question without the GIL (docs/performance.md); and the
+        # tracer reads every attribute of the model, among them transformers' training-loss
+        # property, which logs a notice about a loss nothing here uses.
+        with torch.inference_mode(), warnings.catch_warnings(), _quiet("transformers"):
+            warnings.simplefilter("ignore")
+            return torch.jit.freeze(
+                torch.jit.trace(  # type: ignore[no-untyped-call]
+                    _LastHiddenState(encoder).eval(), example, check_trace=False
+                )
+            )
+    except Exception:  # an architecture tracing cannot handle stays eager
+        return None
 
-    def __init__(self, slots: int) -> None:
-        self._free = slots
-        self._waiting: deque[Event] = deque()
-        self._lock = Lock()
 
-    def acquire(self) -> None:
-        with self._lock:
-            if self._free and not self._waiting:
-                self._free -= 1
-                return
-            turn = Event()
-            self._waiting.append(turn)
-        turn.wait()  # the releasing thread hands its slot over directly
+class _LastHiddenState(torch.nn.Module):
+    """The transformer as a function of (input ids, attention mask): what gets traced."""
 
-    def release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._waiting.popleft().set()
-            else:
-                self._free += 1
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[
+            0
+        ]
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Drop a library's log records below ERROR while the block runs."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The feature flags the CPU declares (empty where ``/proc/cpuinfo`` is unreadable)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def choose_precision(setting: str, cpu: Iterable[str]) -> Precision:
+    """``setting`` itself, or for ``auto``: bfloat16 where the CPU declares it natively
+    (emulated bfloat16 is about twice as slow as float32), else float32."""
+    if setting == "bfloat16" or (setting == "auto" and NATIVE_BFLOAT16_FLAGS & set(cpu)):
+        return "bfloat16"
+    return "float32"
 
 
 def model_call_slots(settings: Settings) -> int:
@@ -303,21 +253,15 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
-def pipeline_modules(model: Any) -> list[Any]:
-    """A SentenceTransformer's pipeline modules (empty for a stand-in without them)."""
-    try:
-        return list(model)
-    except TypeError:
-        return []
-
-
-def resolve_model(settings: Settings) -> tuple[str, str]:
-    """Where to load the model from, and the id recorded in index manifests."""
+def resolve_model(settings: Settings, precision: Precision = "float32") -> tuple[str, str]:
+    """Where to load the model from, and the id recorded in index manifests (the same in
+    either precision). The default model is built in ``precision``; others are converted
+    as they load."""
     if settings.model != DEFAULT_MODEL:
         return settings.model, settings.model
     from index.model_build import ensure_default_model
 
-    folder = ensure_default_model(settings.default_model_dir)
+    folder = ensure_default_model(settings.default_model_dir, precision)
     return str(folder), default_model_id(folder)
 
 

@@ -63,5 +63,19 @@ class IndexFormatError(IndexIntegrityError):
     """The index was written in another on-disk format (by an older policy-qa)."""
 
 
+class IndexWriteError(PolicyQAError):
+    """The index, or the corpus with it, could not be written (a full or read-only disk).
+
+    Nothing was switched: the previous version is still current and still served.
+    """
+
+    @classmethod
+    def from_os_error(cls, error: OSError) -> IndexWriteError:
+        return cls(
+            f"cannot write the index ({error.strerror or error}); nothing was changed and the "
+            "previous index is still current. Free disk space (or fix permissions) and try again."
+        )
+
+
 class ModelError(PolicyQAError):
     """The embedding model cannot be built or loaded."""

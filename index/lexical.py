@@ -90,32 +90,18 @@ class Tokenizer:
 class LexicalIndex:
     """BM25 over pre-tokenised passages, addressed by position: a main segment plus a delta.
 
-    bm25s cannot add passages to a built index, and rebuilding it costs seconds per 100k
-    passages. Passages added later go to a small delta segment instead, so adding a
-    document costs time proportional to the document; a full rebuild (``LexicalIndex``
-    over every passage) folds the delta in. Scores use collection-wide document
-    frequencies (main + delta) and the main segment's average length: the same ranking as
-    a full rebuild up to the drift of that average.
+    The main segment holds Lucene BM25 (the variant bm25s computes by default, k1 1.5,
+    b 0.75) as precomputed scores: one posting list per term, saved as numpy arrays and
+    memory-mapped on load. Passages added later go to a small delta segment instead of a
+    rebuild, so adding a document costs time proportional to the document; a full rebuild
+    (``LexicalIndex`` over every passage) folds the delta in. Scores use collection-wide
+    document frequencies (main + delta) and the main segment's average length: the same
+    ranking as a full rebuild up to the drift of that average.
     """
 
     def __init__(self, corpus_tokens: Sequence[list[str]]) -> None:
-        import bm25s
-
-        # bm25s's Lucene BM25 (its defaults) stores, loads and memory-maps the arrays;
-        # building them is ours (``_bm25_arrays``): a fraction of the memory and time.
-        self._bm25 = bm25s.BM25()
         self.main_size = len(corpus_tokens)
-        self._avgdl = 1.0
-        if self.main_size:
-            if (self._bm25.method, self._bm25.idf_method) != ("lucene", "lucene"):
-                raise ValueError("the BM25 build assumes bm25s's Lucene scoring")
-            arrays, vocabulary, self._avgdl = _bm25_arrays(
-                corpus_tokens, k1=float(self._bm25.k1), b=float(self._bm25.b)
-            )
-            self._bm25.scores = arrays
-            self._bm25.vocab_dict = vocabulary
-            self._bm25.unique_token_ids_set = set(vocabulary.values())
-            self._bm25.nonoccurrence_array = None  # Lucene scoring needs none
+        self._main = _Postings.build(corpus_tokens) if corpus_tokens else _Postings.empty()
         self._delta = _Delta()
 
     @property
@@ -153,9 +139,8 @@ class LexicalIndex:
         if not self.size or k <= 0:
             return []
         scores = np.zeros(self.size, dtype=np.float32)
-        k1, b = float(self._bm25.k1), float(self._bm25.b)
         for term, count in Counter(query_tokens).items():
-            main = self._main_postings(term)
+            main = self._main.postings(term)
             delta = self._delta.postings.get(term)
             main_df = 0 if main is None else len(main[0])
             df = main_df + (0 if delta is None else len(delta[0]))
@@ -163,7 +148,7 @@ class LexicalIndex:
                 continue
             idf = _idf(df, self.size)
             if main is not None:
-                # bm25s stored idf(main) * tf-part; rescale to the collection-wide idf.
+                # The main segment stored idf(main) * tf-part; rescale to the collection's idf.
                 positions, values = main
                 scores[positions] += values * np.float32(
                     count * idf / _idf(main_df, self.main_size)
@@ -171,39 +156,27 @@ class LexicalIndex:
             if delta is not None:
                 positions, tf = delta
                 lengths = self._delta.lengths[positions]
-                norm = k1 * (1 - b + b * lengths / self._avgdl)
+                norm = K1 * (1 - B + B * lengths / self._main.mean_length)
                 scores[self.main_size + positions] += (count * idf * tf / (tf + norm)).astype(
                     np.float32
                 )
         if allowed is not None:
             scores[~allowed] = 0.0
-        return _top_positive(scores, k)
-
-    def _main_postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """Positions and precomputed BM25 values of ``term`` in the main segment."""
-        term_id = self._bm25.vocab_dict.get(term) if self.main_size else None
-        if term_id is None:
-            return None
-        arrays = self._bm25.scores
-        start, end = int(arrays["indptr"][term_id]), int(arrays["indptr"][term_id + 1])
-        if start == end:
-            return None
-        return arrays["indices"][start:end], arrays["data"][start:end]
+        return top_positive(scores, k)
 
     def idf(self, term: str) -> float:
         """BM25's idf of ``term`` over every passage; a term no passage holds gets the
         largest weight there is, as the rarest term would."""
-        main = self._main_postings(term)
+        main = self._main.postings(term)
         delta = self._delta.postings.get(term)
         df = (0 if main is None else len(main[0])) + (0 if delta is None else len(delta[0]))
         return _idf(df, max(self.size, 1))
 
     def knows(self, term: str) -> bool:
         """Whether the corpus contains ``term`` (a word, or all its character bigrams)."""
-        vocabulary = self._bm25.vocab_dict if self.main_size else {}
 
         def known(word: str) -> bool:
-            return word in vocabulary or word in self._delta.postings
+            return word in self._main.vocabulary or word in self._delta.postings
 
         if known(term):
             return True
@@ -215,50 +188,43 @@ class LexicalIndex:
         """Write the index to ``folder``; ``main=False`` writes only what an added passage
         changes (``segments.json``), where the main segment's files are already in place."""
         folder.mkdir(parents=True, exist_ok=True)
-        if main and self.main_size:
-            self._bm25.save(str(folder), show_progress=False)
+        if main:
+            self._main.save(folder)
         segments = {
             "main_size": self.main_size,
-            "main_avgdl": self._avgdl,
             "delta": [list(tokens) for tokens in self._delta.tokens],
         }
         (folder / SEGMENTS_FILE).write_text(json.dumps(segments, ensure_ascii=False), "utf-8")
 
     @classmethod
     def load(cls, folder: Path, *, size: int, mmap: bool = False) -> LexicalIndex:
-        """Load a saved index.
+        """Load a saved index (its arrays memory-mapped with ``mmap``).
 
         Raises:
-            IndexIntegrityError: the segments do not add up to ``size`` passages.
+            IndexIntegrityError: the files are unreadable or do not add up to ``size``
+                passages.
         """
-        import bm25s
-
         try:
             segments = json.loads((folder / SEGMENTS_FILE).read_text("utf-8"))
-            main_size, avgdl = int(segments["main_size"]), float(segments["main_avgdl"])
+            main_size = int(segments["main_size"])
             delta = _Delta().extended(segments["delta"])
+            main = _Postings.load(folder, mmap=mmap)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexIntegrityError(f"BM25 segments in {folder} are unreadable: {exc}") from exc
-        if main_size + delta.size != size:
+        if main_size + delta.size != size or main.size != main_size:
             raise IndexIntegrityError(
-                f"BM25 index holds {main_size + delta.size} passages, expected {size}"
+                f"BM25 index holds {main.size} + {delta.size} passages, expected {size}"
             )
         index = cls.__new__(cls)
-        index._bm25 = (
-            bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False)
-            if main_size
-            else bm25s.BM25()
-        )
-        index.main_size, index._avgdl, index._delta = main_size, avgdl, delta
+        index.main_size, index._main, index._delta = main_size, main, delta
         return index
 
     @property
     def stats(self) -> dict[str, Any]:
-        vocabulary = len(self._bm25.vocab_dict) if self.main_size else 0
         return {
             "passages": self.size,
             "delta_passages": self.delta_size,
-            "vocabulary": vocabulary,
+            "vocabulary": len(self._main.vocabulary),
         }
 
 
@@ -302,75 +268,113 @@ class _Delta:
         )
 
 
-class _TermIds(dict[str, int]):
-    """Term ids in first-seen order: looking up an unseen term numbers it."""
-
-    def __missing__(self, term: str) -> int:
-        self[term] = len(self)
-        return len(self) - 1
+K1 = 1.5
+B = 0.75
+_ARRAYS = ("scores", "passages", "offsets")
 
 
-def _bm25_arrays(
-    corpus_tokens: Iterable[list[str]], *, k1: float, b: float, block: int = 50_000
-) -> tuple[dict[str, Any], dict[str, int], float]:
-    """bm25s's index arrays for Lucene BM25, built with numpy; also the vocabulary and the
-    mean passage length.
+@dataclass(frozen=True)
+class _Postings:
+    """The main segment: for each term (``vocabulary``: term -> id), the passages that
+    contain it (``passages[offsets[id]:offsets[id + 1]]``, ascending) and their precomputed
+    BM25 ``scores``."""
 
-    ``bm25s.BM25.index`` holds every passage's terms twice more as Python lists and loops
-    over them in Python: a 12 GB peak at a million passages. Here each block of passages
-    becomes (passage, term id, tf) triples through one ``np.unique``; the peak is those
-    triples and one sort. The layout is bm25s's: a CSC matrix, one column of precomputed
-    scores per term, passages ascending, and the empty term last.
-    """
-    term_ids = _TermIds()
-    number = term_ids.__getitem__
-    lengths: list[int] = []
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    ids: list[int] = []
-    counts: list[int] = []
+    scores: np.ndarray
+    passages: np.ndarray
+    offsets: np.ndarray
+    vocabulary: dict[str, int]
+    lengths: np.ndarray
+    """Terms per passage (an empty passage counts as one)."""
 
-    def flush() -> None:
-        local = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        keys, tf = np.unique((local << 32) | np.array(ids, dtype=np.int64), return_counts=True)
-        passages = (keys >> 32).astype(np.int32) + len(lengths)
-        blocks.append((passages, keys.astype(np.int32), tf.astype(np.float32)))
-        lengths.extend(counts)
-        ids.clear()
-        counts.clear()
+    @classmethod
+    def empty(cls) -> _Postings:
+        none = np.zeros(0, dtype=np.float32)
+        return cls(none, none.astype(np.int32), np.zeros(1, np.int64), {}, none)
 
-    for terms in corpus_tokens:
-        terms = terms or [""]  # an empty passage still counts, as bm25s counts it
-        counts.append(len(terms))
-        ids.extend(map(number, terms))
-        if len(counts) == block:
+    @property
+    def size(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def mean_length(self) -> float:
+        return float(self.lengths.mean()) if len(self.lengths) else 1.0
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Passages containing ``term`` and their scores (None if it occurs nowhere)."""
+        term_id = self.vocabulary.get(term)
+        if term_id is None:
+            return None
+        start, end = int(self.offsets[term_id]), int(self.offsets[term_id + 1])
+        return self.passages[start:end], self.scores[start:end]
+
+    def save(self, folder: Path) -> None:
+        for name in (*_ARRAYS, "lengths"):
+            np.save(folder / f"{name}.npy", getattr(self, name))
+        vocabulary = json.dumps(self.vocabulary, ensure_ascii=False)
+        (folder / "vocabulary.json").write_text(vocabulary, encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool) -> _Postings:
+        arrays = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
+            for name in (*_ARRAYS, "lengths")
+        }
+        vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        return cls(vocabulary=vocabulary, **arrays)
+
+    @classmethod
+    def build(cls, corpus_tokens: Iterable[list[str]], *, block: int = 50_000) -> _Postings:
+        """Lucene BM25 scores of every (term, passage), built with numpy.
+
+        Each block of passages becomes (passage, term id, tf) triples through one
+        ``np.unique``: the peak memory is those triples and one sort, where a build over
+        Python lists of every passage's terms peaks at 12 GB at a million passages.
+        """
+        term_ids: dict[str, int] = {}
+        lengths: list[int] = []
+        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        ids: list[int] = []
+        counts: list[int] = []
+
+        def flush() -> None:
+            local = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+            keys, tf = np.unique((local << 32) | np.array(ids, dtype=np.int64), return_counts=True)
+            passages = (keys >> 32).astype(np.int32) + len(lengths)
+            blocks.append((passages, keys.astype(np.int32), tf.astype(np.float32)))
+            lengths.extend(counts)
+            ids.clear()
+            counts.clear()
+
+        for terms in corpus_tokens:
+            terms = terms or [""]  # an empty passage still counts, with one empty term
+            counts.append(len(terms))
+            ids.extend(term_ids.setdefault(term, len(term_ids)) for term in terms)
+            if len(counts) == block:
+                flush()
+        if counts:
             flush()
-    if counts:
-        flush()
-    passages = np.concatenate([part[0] for part in blocks])
-    terms_ = np.concatenate([part[1] for part in blocks])
-    scores = np.concatenate([part[2] for part in blocks])  # tf, scored in place below
-    blocks.clear()
-    length = np.asarray(lengths, dtype=np.float32)
-    df = np.bincount(terms_, minlength=len(term_ids))
-    idf = np.log1p((len(length) - df + 0.5) / (df + 0.5)).astype(np.float32)
-    norm = length[passages]
-    norm *= np.float32(k1 * b / length.mean())
-    norm += np.float32(k1 * (1 - b))
-    norm += scores
-    np.divide(scores, norm, out=scores)
-    del norm
-    scores *= idf[terms_]
-    order = np.argsort(terms_, kind="stable")
-    del terms_
-    indices = passages[order]
-    del passages
-    scores = scores[order]
-    del order
-    indptr = np.zeros(len(term_ids) + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    term_ids.setdefault("", len(term_ids))  # bm25s's token for an empty query
-    arrays = {"data": scores, "indices": indices, "indptr": indptr, "num_docs": len(length)}
-    return arrays, dict(term_ids), float(length.mean())
+        passages = np.concatenate([part[0] for part in blocks])
+        terms_ = np.concatenate([part[1] for part in blocks])
+        scores = np.concatenate([part[2] for part in blocks])  # tf, scored in place below
+        blocks.clear()
+        length = np.asarray(lengths, dtype=np.float32)
+        df = np.bincount(terms_, minlength=len(term_ids))
+        idf = np.log1p((len(length) - df + 0.5) / (df + 0.5)).astype(np.float32)
+        norm = length[passages]
+        norm *= np.float32(K1 * B / length.mean())
+        norm += np.float32(K1 * (1 - B))
+        norm += scores
+        np.divide(scores, norm, out=scores)
+        del norm
+        scores *= idf[terms_]
+        order = np.argsort(terms_, kind="stable")
+        del terms_
+        passages = passages[order]
+        scores = scores[order]
+        del order
+        offsets = np.zeros(len(term_ids) + 1, dtype=np.int64)
+        np.cumsum(df, out=offsets[1:])
+        return cls(scores, passages, offsets, term_ids, length)
 
 
 def _idf(df: int, n: int) -> float:
@@ -379,10 +383,10 @@ def _idf(df: int, n: int) -> float:
 
 
 # Below this many rows a plain partial sort is as fast as sampling.
-_SAMPLED_TOPK_MIN_ROWS = 200_000
+SAMPLED_TOPK_MIN_ROWS = 200_000
 
 
-def _top_positive(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+def top_positive(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The ``k`` best positive scores, best first; ties keep position order.
 
     At a million rows ``argpartition`` over every score dominates a BM25 query. The k-th
@@ -392,7 +396,7 @@ def _top_positive(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
     k = min(k, len(scores))
     candidates: np.ndarray | None = None
     step = len(scores) // (64 * k)
-    if len(scores) >= _SAMPLED_TOPK_MIN_ROWS and step > 1:
+    if len(scores) >= SAMPLED_TOPK_MIN_ROWS and step > 1:
         sample = scores[::step]
         bound = float(np.partition(sample, len(sample) - k)[len(sample) - k])
         if bound > 0:

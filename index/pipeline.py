@@ -52,29 +52,36 @@ def ensure_snapshot(
 ) -> tuple[Snapshot, bool]:
     """Build and save the index if it is missing or stale, then load it.
 
+    Holds the store's change lock, so processes starting together build it once.
+
     Returns:
         The snapshot and whether it was (re)built.
+
+    Raises:
+        CorpusError: the corpus cannot be read.
+        IndexWriteError: the new index could not be written.
     """
-    documents = load_corpus(parts.settings.corpus_dir)
-    try:
-        manifest = parts.store.current_manifest() if not force else None
-    except IndexFormatError as exc:  # an older policy-qa's index: rebuild, do not refuse
-        log.warning("%s; rebuilding", exc)
-        manifest = None
-    if not force and is_up_to_date(
-        manifest, documents, model_id=parts.embedder.model_id, settings=parts.settings
-    ):
-        return open_snapshot(parts), False
-    log.info("building index for %d documents", len(documents))
-    snapshot = build_snapshot(
-        documents,
-        embedder=parts.embedder,
-        tokenizer=parts.tokenizer,
-        settings=parts.settings,
-        show_progress=show_progress,
-    )
-    parts.store.save(snapshot)
-    return snapshot, True
+    with parts.store.locked():
+        documents = load_corpus(parts.settings.corpus_dir)
+        try:
+            manifest = parts.store.current_manifest() if not force else None
+        except IndexFormatError as exc:  # an older policy-qa's index: rebuild, do not refuse
+            log.warning("%s; rebuilding", exc)
+            manifest = None
+        if not force and is_up_to_date(
+            manifest, documents, model_id=parts.embedder.model_id, settings=parts.settings
+        ):
+            return open_snapshot(parts), False
+        log.info("building index for %d documents", len(documents))
+        snapshot = build_snapshot(
+            documents,
+            embedder=parts.embedder,
+            tokenizer=parts.tokenizer,
+            settings=parts.settings,
+            show_progress=show_progress,
+        )
+        parts.store.save(snapshot)
+        return snapshot, True
 
 
 def open_snapshot(parts: Components, *, mmap: bool | None = None) -> Snapshot:

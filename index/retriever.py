@@ -162,23 +162,11 @@ class Retriever:
         allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
-        def lexical_side() -> _LexicalSide:
-            """Everything that does not need the question's vector."""
-            started = time.perf_counter()
-            tokens = self.tokenizer.tokenize(query_text)
-            found = (
-                self._lexical(snapshot, tokens, depth, lexical_mask)
-                if mode in ("hybrid", "lexical")
-                else []
-            )
-            return _LexicalSide(tokens, found, _ms_since(started))
-
         dense: list[tuple[int, float]] = []
         best_slot: dict[int, int] = {}
         vector_scores: dict[int, float] = {}
         if mode in ("hybrid", "dense"):
-            # The lexical side runs on the other core while the model embeds the question.
-            vector, side = self.embedder.embed_query_while(query_text, lexical_side)
+            vector = self.embedder.embed_query(query_text)
             timings["embed"] = _ms_since(clock)
             clock = time.perf_counter()
             allowed_vectors = (
@@ -192,12 +180,12 @@ class Retriever:
             dense = dense[:depth]
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
-        else:
-            side = lexical_side()
-            clock = time.perf_counter()
-        lexical = side.lexical
+        tokens = self.tokenizer.tokenize(query_text)
+        lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "lexical"):
-            timings["lexical"] = side.ms
+            lexical = self._lexical(snapshot, tokens, depth, lexical_mask)
+            timings["lexical"] = _ms_since(clock)
+            clock = time.perf_counter()
 
         dense_scores = dict(dense)
         lexical_scores = dict(lexical)
@@ -235,7 +223,7 @@ class Retriever:
             best_dense=best_dense,
             snapshot=snapshot,
             references=references,
-            query_terms=side.tokens,
+            query_terms=tokens,
             timings_ms=timings,
         )
 
@@ -305,15 +293,6 @@ class Retriever:
             best_sentence=sentence,
             sentence_scores=sentence_scores,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _LexicalSide:
-    """The part of a search that does not need the question's vector."""
-
-    tokens: list[str]
-    lexical: list[tuple[int, float]]
-    ms: float
 
 
 def _best_per_passage(

@@ -59,11 +59,10 @@ class Settings(BaseSettings):
         description="Memory-map the saved index (FAISS vectors, BM25 arrays) instead of "
         "reading it into each process: workers share one copy through the page cache.",
     )
-    query_precision: Literal["auto", "float32", "bfloat16"] = Field(
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        description="Precision of the query-embedding model. auto = bfloat16 where this CPU "
-        "computes it faster (measured at start-up) and it stays within cosine "
-        "0.9999 of float32; passages are always embedded in float32.",
+        description="Precision the model runs in (passages and questions). auto = bfloat16 "
+        "where the CPU declares native bfloat16 (avx512_bf16 or amx_bf16), else float32.",
     )
 
     # --- chunking (chosen by measurement on the dev set; see README) --------------------

@@ -20,7 +20,8 @@ from index.lexical import LexicalIndex
 
 # 2: BM25 main + delta segments (bm25/segments.json).
 # 3: dense, documents and passages split the same way (delta/), and a main segment id.
-FORMAT_VERSION = 3
+# 4: the BM25 main segment as the project's own numpy arrays (bm25/*.npy, vocabulary.json).
+FORMAT_VERSION = 4
 # Each passage owns up to 1024 vectors (itself, then its sentences): id = row * 1024 + j.
 VECTOR_SLOTS = 1024
 

@@ -14,13 +14,14 @@ what to do.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -32,14 +33,16 @@ import numpy as np
 
 from index.chunking import Chunk
 from index.dense import DenseIndex
-from index.documents import Document, DocumentMeta, sha256_file
-from index.errors import IndexFormatError, IndexIntegrityError
+from index.documents import Document, DocumentMeta
+from index.errors import IndexFormatError, IndexIntegrityError, IndexWriteError
+from index.files import StagedFile, fsync_dir, sha256_file
 from index.lexical import SEGMENTS_FILE, LexicalIndex
 from index.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
 log = logging.getLogger(__name__)
 
 POINTER = "CURRENT"
+LOCK = "changes.lock"
 VERSIONS = "versions"
 DELTA = "delta"
 MAIN_FILES = frozenset({"documents.json", "chunks.jsonl", "dense.faiss"})
@@ -53,42 +56,6 @@ REBUILD_HINT = "rebuild it with `make index` (or `python -m index build --force`
 _VERSION_NAME = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
 # A staging folder untouched this long was left by a crashed build, not a running one.
 STALE_STAGING_S = 6 * 3600
-
-
-class IndexWriteError(IndexIntegrityError):
-    """The index (or the catalog with it) could not be written: a full or read-only disk.
-
-    Nothing was switched: the previous version is still current and still served.
-    """
-
-
-class StagedFile:
-    """A file written and flushed beside its target, switched in later by one rename.
-
-    Everything that needs disk space happens here, so a full disk fails before any live
-    file changes; ``commit`` only renames.
-    """
-
-    def __init__(self, path: Path, data: bytes) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        self.tmp = Path(tmp)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-
-    def commit(self) -> None:
-        self.tmp.replace(self.path)
-        _fsync_dir(self.path.parent)
-
-    def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -109,20 +76,6 @@ class PendingVersion:
     def discard(self) -> None:
         self.pointer.discard()
         shutil.rmtree(self.store.root / VERSIONS / self.name, ignore_errors=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _is_main_file(name: str) -> bool:
@@ -197,15 +150,27 @@ class IndexStore:
                 first = first or exc
         raise first or self._unusable_pointer()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the change lock (a file lock beside ``CURRENT``): whoever writes a version,
+        in any process, holds it, so versions are made one at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def save(self, snapshot: Snapshot) -> str:
-        """Write ``snapshot`` as a new version and make it current.
+        """Write ``snapshot`` as a new version and make it current (under ``locked``).
 
         Returns:
             The new version's name.
 
         Raises:
-            OSError: the version could not be written (e.g. a full disk); the previous
-                version is still current and nothing of the new one is left behind.
+            IndexWriteError: the version could not be written (e.g. a full disk); the
+                previous version is still current and nothing of the new one is left behind.
         """
         return self.prepare(snapshot).commit()
 
@@ -213,7 +178,16 @@ class IndexStore:
         """Write ``snapshot`` as a complete new version (and its pointer), not yet current.
 
         ``commit()`` the result to switch to it with one rename, or ``discard()`` it.
+
+        Raises:
+            IndexWriteError: as for ``save``.
         """
+        try:
+            return self._prepare(snapshot)
+        except OSError as exc:
+            raise IndexWriteError.from_os_error(exc) from exc
+
+    def _prepare(self, snapshot: Snapshot) -> PendingVersion:
         versions = self.root / VERSIONS
         versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_staging()
@@ -223,7 +197,7 @@ class IndexStore:
         try:
             self._write(snapshot, staging)
             staging.rename(versions / name)
-            _fsync_dir(versions)
+            fsync_dir(versions)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -1,12 +1,14 @@
 """The application factory: ``uvicorn service.app:create_app --factory``.
 
 Nothing happens at import time; the lifespan loads the model and index once, in a
-background thread, so the process answers /healthz immediately.
+background thread, so the process answers /healthz immediately, then follows the index:
+a version saved by another process (another worker, the CLI) is served within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,17 +25,30 @@ from service.guards import (
     TimeoutMiddleware,
     admin_keys,
 )
-from service.observability import Metrics, RequestContextMiddleware, configure_logging
+from service.observability import Metrics, RequestContextMiddleware
 from service.routes import admin, ask, dify, documents, ops, widget
 from service.security_headers import SecurityHeadersMiddleware
 from service.state import ServiceState
 
+FOLLOW_INTERVAL_S = 0.5
+log = logging.getLogger("service.app")
 DESCRIPTION = """
 Bilingual (中文 / English) question answering over the Beijing International Sci-Tech
 Innovation Center policy documents. Every answer is quoted verbatim from the documents,
 with document, section and character offsets (`start`/`end` index the text served by
 `GET /v1/documents/{doc_id}`).
 """
+
+
+async def follow_changes(state: ServiceState) -> None:
+    """Every ``FOLLOW_INTERVAL_S``, serve the version ``CURRENT`` names if it moved."""
+    while True:
+        await asyncio.sleep(FOLLOW_INTERVAL_S)
+        try:
+            if state.moved():
+                await asyncio.to_thread(state.follow)
+        except Exception:  # an unreadable version: keep serving this one, try again later
+            log.exception("cannot load the index version CURRENT names")
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
@@ -44,16 +59,17 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         embedder: an already loaded model to share (tests load it once per session).
     """
     settings = settings or Settings()
-    configure_logging(settings.log_level)
     state = ServiceState(settings, embedder=embedder)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(asyncio.to_thread(state.load))
+        following = asyncio.create_task(follow_changes(state))
         try:
             yield
         finally:
+            following.cancel()
             if not loading.done():
                 await asyncio.shield(loading)
 

@@ -129,9 +129,7 @@ class RateLimiter:
     """Moving-window limits per client address and per widget site key.
 
     A log of hit times per key. Every check runs on the event loop, so it needs no lock
-    and no background thread: the ``limits`` package's in-memory storage started a timer
-    thread to expire hits on nearly every request, 0.24-0.36 ms on the request path on a
-    2-core machine, and that thread woke mid-query to take the GIL.
+    and no background thread; keys with no hit inside the window are swept once a window.
     """
 
     WINDOW_S = 60.0
@@ -172,6 +170,11 @@ class RateLimiter:
         while log and log[0] <= now - self.WINDOW_S:
             log.popleft()
         return log
+
+    @property
+    def tracked(self) -> list[str]:
+        """The keys whose recent hits are remembered."""
+        return list(self._hits)
 
     def _sweep(self, now: float) -> None:
         """Forget keys with no hit inside the window (one per address ever seen)."""

@@ -7,11 +7,11 @@ process (tests) never clash.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -57,27 +57,40 @@ class Metrics:
             self.stage.labels(stage=stage).observe(ms / 1000)
 
 
-class _RequestIdFilter(logging.Filter):
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the id of the request that logged it."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr, each with the request id of the request that logged it."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    )
-    handler.addFilter(_RequestIdFilter())
-    for name in ("service", "index", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
+def log_config(level: str) -> dict[str, Any]:
+    """Logging for a server process (``logging.config.dictConfig``; uvicorn applies it in
+    every worker): JSON lines on stderr, each with its request id; the project's loggers
+    and uvicorn's at ``level``, other libraries' at WARNING."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {
+            "json": {
+                "()": JsonFormatter,
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "json",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+        "loggers": {name: {"level": level} for name in ("service", "index", "uvicorn")},
+    }
 
 
 class RequestContextMiddleware:

@@ -1,45 +1,27 @@
-"""What the running service holds: the retriever, and the admin operations that swap it.
+"""What the running service holds: the retriever, and the operations that swap its index.
 
 Loading happens in a background thread so ``/healthz`` answers at once and ``/readyz``
-turns 200 when the index is in memory. Admin changes are serialised by one lock and
-build a new snapshot beside the live one; requests never see a half-updated index.
-
-An admin change persists all or nothing: the new index version, the catalog and the
-uploaded source are first written in full beside the live files (this is where a full
-disk fails, and then nothing live has changed), then switched in by renames, catalog
-before index. The live index and the catalog on disk never disagree after a failed
-write; a crash between the last two renames leaves a catalog that is newer than the
-index, which the next start notices and rebuilds.
+turns 200 when the index is in memory. Admin changes go through ``index.changes`` (one at
+a time across every process, each from the latest saved version) and build a new snapshot
+beside the live one; requests never see a half-updated index. A change made by another
+process (another worker, the CLI) moves ``CURRENT``: ``follow`` loads that version.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from index.answer import Answerer
-from index.build import build_snapshot, is_up_to_date, with_document, without_document
-from index.documents import (
-    Document,
-    DocumentMeta,
-    extract_text,
-    load_catalog,
-    load_corpus,
-    validate_doc_id,
-)
+from index.build import is_up_to_date
+from index.changes import DocumentChanges, Saved
+from index.documents import DocumentMeta, load_corpus, parse_document, validate_doc_id
 from index.embedding import Embedder
-from index.errors import (
-    ConflictError,
-    CorpusError,
-    IndexNotReadyError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
-from index.normalise import normalise
+from index.errors import CorpusError, IndexNotReadyError, PayloadTooLargeError
 from index.pipeline import (
     Components,
     ensure_snapshot,
@@ -51,15 +33,12 @@ from index.pipeline import (
 from index.retriever import Retriever
 from index.settings import Settings
 from index.snapshot import Snapshot
-from index.store import IndexWriteError, PendingVersion, StagedFile
 
 log = logging.getLogger("service.state")
 
 # An upload is chunked and embedded (passages and their sentences) inside its request,
-# under the admin lock: about 800 characters a second on a busy 2-core machine (measured
-# with the corpus). The largest corpus document has 7.3k characters; 200k characters take
-# minutes, and anything longer (a 10 MB single-line .txt would take hours) is refused with
-# 413 before any work. Split it, or add it offline with ``python -m index add``.
+# holding the change lock: a longer text is refused with 413 before any work, so that no
+# request holds it for more than minutes. Split it, or add it with ``python -m index add``.
 MAX_DOCUMENT_CHARS = 200_000
 
 
@@ -73,7 +52,7 @@ class NewDocument:
 
 
 class ServiceState:
-    """The retriever once ready, plus serialised admin changes."""
+    """The retriever once ready; the version it serves, and changes to it."""
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
@@ -81,8 +60,10 @@ class ServiceState:
         self._parts: Components | None = None
         self._retriever: Retriever | None = None
         self._answerer: Answerer | None = None
-        self._admin = threading.Lock()
-        self._version: str | None = None
+        self._served: Saved | None = None
+        self._seen: str | None = None
+        """What ``CURRENT`` said when this process last loaded or saved a version."""
+        self._swap = threading.Lock()
         self.load_error: str | None = None
         self.load_warning: str | None = None
         """Set when serving in a degraded way (e.g. the corpus cannot be read)."""
@@ -93,16 +74,17 @@ class ServiceState:
         """Load model and index (building the index if missing or stale)."""
         try:
             parts = load_components(self.settings, embedder=self._embedder)
+            before = parts.store.current_version()
             snapshot, built = self._open(parts)
-            parts.embedder.prepare_queries()  # before ready: no first question pays for it
         except Exception as exc:  # surfaced by /readyz and the log, never swallowed
             self.load_error = str(exc)
             log.exception("index failed to load")
             return
         self._parts = parts
-        self._version = parts.store.loaded_version
         self._retriever = make_retriever(parts, snapshot)
         self._answerer = make_answerer(parts)
+        loaded = parts.store.loaded_version
+        self._serve(Saved(loaded, snapshot), seen=loaded if built else before)
         # Model, dictionaries and index are millions of long-lived objects: keep the cyclic
         # garbage collector from walking them again and again while requests wait.
         gc.collect()
@@ -183,9 +165,9 @@ class ServiceState:
     @property
     def version(self) -> str | None:
         """The index version being served (not necessarily what CURRENT names)."""
-        return self._version if self.ready else None
+        return self._served.version if self._served and self.ready else None
 
-    # ---- admin ------------------------------------------------------------------------
+    # ---- changes ------------------------------------------------------------------------
 
     def add_document(self, new: NewDocument) -> Snapshot:
         """Index an uploaded document, persist it, then serve it.
@@ -193,104 +175,55 @@ class ServiceState:
         Raises:
             ConflictError: the id exists already.
             InvalidInputError / UnsupportedMediaError: the file cannot be used.
+            PayloadTooLargeError: the document has too much text for an upload.
         """
         validate_doc_id(new.meta.id)
-        text = normalise(extract_text(new.data, new.suffix))  # parse before taking the lock
-        if len(text) > MAX_DOCUMENT_CHARS:
+        meta = DocumentMeta(
+            **{**new.meta.to_dict(), "source": f"documents/{new.meta.id}{new.suffix}"}
+        )
+        document = parse_document(meta, new.data)  # before waiting for the change lock
+        if len(document.text) > MAX_DOCUMENT_CHARS:
             raise PayloadTooLargeError(
-                f"the document has {len(text)} characters of text; uploads are limited to "
-                f"{MAX_DOCUMENT_CHARS} (split it, or add it with `python -m index add`)"
+                f"the document has {len(document.text)} characters of text; uploads are "
+                f"limited to {MAX_DOCUMENT_CHARS} (split it, or add it with "
+                "`python -m index add`)"
             )
-        with self._admin:
-            parts, snapshot = self.parts, self.snapshot
-            if new.meta.id in snapshot.documents:
-                raise ConflictError(f"document {new.meta.id!r} exists; delete it first")
-            meta = DocumentMeta(
-                **{**new.meta.to_dict(), "source": f"documents/{new.meta.id}{new.suffix}"}
-            )
-            catalog = load_catalog(self.settings.catalog_path)
-            updated = with_document(
-                snapshot,
-                Document(meta=meta, text=text),
-                embedder=parts.embedder,
-                tokenizer=parts.tokenizer,
-            )
-            self._persist(
-                updated,
-                catalog=[*[e for e in catalog if e.id != meta.id], meta],
-                source=(self.settings.corpus_dir / meta.source, new.data),
-            )
-            return updated
+        return self._change(lambda changes, held: changes.add(document, new.data, held=held))
 
     def remove_document(self, doc_id: str) -> Snapshot:
         """Stop serving a document and drop it from the catalog (its file is kept)."""
-        with self._admin:
-            snapshot = self.snapshot
-            if doc_id not in snapshot.documents:
-                raise NotFoundError(f"document {doc_id!r} not found")
-            updated = without_document(snapshot, doc_id)
-            catalog = load_catalog(self.settings.catalog_path)
-            self._persist(updated, catalog=[e for e in catalog if e.id != doc_id])
-            return updated
+        return self._change(lambda changes, held: changes.remove(doc_id, held=held))
 
     def rebuild(self) -> Snapshot:
         """Re-read the corpus and rebuild everything; the old index serves meanwhile."""
-        with self._admin:
-            parts = self.parts
-            snapshot = build_snapshot(
-                load_corpus(self.settings.corpus_dir),
-                embedder=parts.embedder,
-                tokenizer=parts.tokenizer,
-                settings=self.settings,
-            )
-            self._persist(snapshot)
-            return snapshot
+        return self._change(lambda changes, held: changes.rebuild())
 
-    def _persist(
-        self,
-        snapshot: Snapshot,
-        *,
-        catalog: list[DocumentMeta] | None = None,
-        source: tuple[Path, bytes] | None = None,
-    ) -> None:
-        """Save ``snapshot`` (with the catalog and an uploaded source), then serve it.
+    def _change(self, change: Callable[[DocumentChanges, Saved | None], Saved]) -> Snapshot:
+        """Make ``change`` from the latest saved version, then serve what it saved."""
+        with self._swap:
+            saved = change(DocumentChanges(self.parts), self._served)
+            self._serve(saved, seen=saved.version)
+            return saved.snapshot
 
-        Raises:
-            IndexWriteError: something could not be written (e.g. the disk is full);
-                nothing live changed and the current index keeps serving.
-        """
-        staged: list[StagedFile] = []
-        pending: PendingVersion | None = None
-        try:
-            pending = self.parts.store.prepare(snapshot)
-            if source is not None:
-                staged.append(StagedFile(*source))
-            if catalog is not None:
-                staged.append(StagedFile(self.settings.catalog_path, catalog_bytes(catalog)))
-        except BaseException as exc:
-            for file in staged:
-                file.discard()
-            if pending is not None:
-                pending.discard()
-            if isinstance(exc, OSError):
-                raise IndexWriteError(
-                    f"cannot write the index ({exc.strerror or exc}); nothing was changed "
-                    "and the current index keeps serving"
-                ) from exc
-            raise
-        # Only renames from here: source, then catalog, then the index pointer.
-        for file in staged:
-            file.commit()
-        self._version = pending.commit()
-        self.retriever.use(snapshot)
+    def moved(self) -> bool:
+        """Whether ``CURRENT`` names another version than when this process last looked."""
+        return self.ready and self.parts.store.current_version() != self._seen
 
+    def follow(self) -> None:
+        """Serve the version ``CURRENT`` names now, if another process moved it."""
+        with self._swap:
+            store = self.parts.store
+            seen = store.current_version()
+            if seen == self._seen:
+                return
+            self._seen = seen  # once per move: a version that cannot load is logged once
+            snapshot = open_snapshot(self.parts)
+            self._serve(Saved(store.loaded_version, snapshot), seen=seen)
+        log.info("serving index version %s", store.loaded_version)
 
-def catalog_bytes(entries: list[DocumentMeta]) -> bytes:
-    """The catalog file's content, exactly as ``index.documents.save_catalog`` writes it."""
-    payload = json.dumps(
-        {"documents": [e.to_dict() for e in entries]}, ensure_ascii=False, indent=2
-    )
-    return (payload + "\n").encode("utf-8")
+    def _serve(self, saved: Saved, *, seen: str | None) -> None:
+        self.retriever.use(saved.snapshot)
+        self._served, self._seen = saved, seen
 
 
 def source_suffix(filename: str) -> str:

@@ -2,13 +2,16 @@
 
 The corpus is copied into a temporary folder so tests that add or delete documents never
 touch the project's own ``corpus/``; the default model is the one ``make model`` built.
+``start_app`` starts the real app on a private corpus and data folder of a test's own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +30,8 @@ from index.pipeline import (
 from index.retriever import Retriever
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
+from tests.apps import StartApp, settle
+from tests.tiny_corpus import write_tiny_corpus
 
 MODELS_DIR = PROJECT_ROOT / "var" / "models"
 
@@ -92,20 +97,44 @@ def documents(corpus_dir: Path) -> dict[str, Document]:
 
 
 @pytest.fixture(scope="session")
-def client(settings: Settings, embedder: Embedder, snapshot: Snapshot) -> Iterator[TestClient]:
-    """The real app through its lifespan, on the session's index (already built)."""
+def start_app(
+    settings: Settings,
+    embedder: Embedder,
+    snapshot: Snapshot,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StartApp:
+    """``with start_app(corpus, **update) as client:`` the real app through its lifespan,
+    loaded (or failed to load: see ``/readyz``).
+
+    ``corpus`` is ``"copy"`` (a private copy of the session's corpus and built index),
+    ``"tiny"`` (a private two-document corpus, indexed as the app starts) or a ``Settings``
+    to use as they are; ``update`` changes settings (limits, keys).
+    """
     from service.app import create_app
 
-    with TestClient(create_app(settings, embedder=embedder)) as test_client:
-        _wait_ready(test_client)
+    @contextlib.contextmanager
+    def start(corpus: str | Settings = "copy", **update: Any) -> Iterator[TestClient]:
+        if isinstance(corpus, Settings):
+            own = corpus
+        else:
+            root = tmp_path_factory.mktemp("app")
+            if corpus == "tiny":
+                write_tiny_corpus(root / "corpus")
+            else:
+                shutil.copytree(settings.corpus_dir, root / "corpus")
+                shutil.copytree(settings.index_root, root / "data" / "index")
+            folders = {"corpus_dir": root / "corpus", "data_dir": root / "data"}
+            own = settings.model_copy(update=folders)
+        with TestClient(create_app(own.model_copy(update=update), embedder=embedder)) as client:
+            settle(client.app)  # type: ignore[arg-type]
+            yield client
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, start_app: StartApp) -> Iterator[TestClient]:
+    """The real app through its lifespan, on the session's index (already built)."""
+    with start_app(settings) as test_client:
+        assert test_client.get("/readyz").status_code == 200
         yield test_client
-
-
-def _wait_ready(test_client: TestClient, attempts: int = 600) -> None:
-    import time
-
-    for _ in range(attempts):
-        if test_client.get("/readyz").status_code == 200:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(test_client.get("/readyz").text)

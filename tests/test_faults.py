@@ -2,12 +2,15 @@
 
 Each fault must leave the last good index serving (or a clear refusal: ``/readyz`` 503 and
 the CLI exiting 2, with a message that says what to do), never a half-written index, and
-never a catalog that disagrees with the live index. Everything runs on a two-document
-corpus in a private folder, indexed once per module in about a second.
+never a catalog that disagrees with the index a start serves. Document changes are tested
+through both of their entry points, the CLI and the HTTP admin API, with a full disk and a
+SIGKILL at each step. Everything runs on a two-document corpus in a private folder,
+indexed once per module in about a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -18,9 +21,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,12 +35,13 @@ from index.dense import DenseIndex
 from index.documents import Document, DocumentMeta, load_catalog, save_catalog
 from index.embedding import Embedder
 from index.errors import IndexIntegrityError
+from index.files import StagedFile
 from index.lexical import LexicalIndex, Tokenizer
 from index.pipeline import ensure_snapshot, load_components
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
-from index.store import POINTER, REBUILD_HINT, STALE_STAGING_S, VERSIONS, IndexStore, StagedFile
-from service.state import catalog_bytes
+from index.store import POINTER, REBUILD_HINT, STALE_STAGING_S, VERSIONS, IndexStore
+from tests.apps import StartApp
 from tests.tiny_corpus import TINY_DOCS, write_tiny_corpus
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
@@ -116,42 +121,6 @@ def two_versions(embedder: Embedder, store: IndexStore, tokenizer: Tokenizer) ->
     return older, newer
 
 
-@pytest.fixture
-def records() -> Iterator[list[logging.LogRecord]]:
-    """Log records of the project's loggers (they do not propagate once an app is made)."""
-    captured: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            captured.append(record)
-
-    handler = Collect(level=logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in ("index", "service")]
-    levels = [logger.level for logger in loggers]  # an app made earlier may have raised them
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    yield captured
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def serve(env: Settings, embedder: Embedder) -> TestClient:
-    """A client on a fresh app over ``env`` (use as a context manager)."""
-    from service.app import create_app
-
-    return TestClient(create_app(env, embedder=embedder))
-
-
-def settle(client: TestClient) -> None:
-    """Wait until the background load has finished, well or badly."""
-    service = client.app.state.service  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while not service.ready and service.load_error is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def served_ids(client: TestClient) -> set[str]:
     reply = client.get("/v1/documents")
     assert reply.status_code == 200, reply.text
@@ -185,12 +154,6 @@ def test_staged_files_switch_by_rename_or_leave_nothing(
     with pytest.raises(OSError, match="No space"):
         StagedFile(target, b"newer")
     assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
-
-
-def test_staged_catalog_matches_save_catalog(env: Settings, tmp_path: Path) -> None:
-    entries = load_catalog(env.catalog_path)
-    save_catalog(tmp_path / "catalog.json", entries)
-    assert catalog_bytes(entries) == (tmp_path / "catalog.json").read_bytes()
 
 
 # ---- corrupt index files ----------------------------------------------------------------
@@ -230,14 +193,15 @@ def test_corrupt_current_version_falls_back_to_the_last_good_one(
     store: IndexStore,
     two_versions: tuple[str, str],
     damage: str,
-    records: list[logging.LogRecord],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     older, newer = two_versions
     _damage(store.root / VERSIONS / newer, damage)
-    loaded = store.load()
+    with caplog.at_level(logging.WARNING, logger="index"):
+        loaded = store.load()
     assert set(loaded.documents) == set(TINY_DOCS) and store.loaded_version == older
     assert store.current_manifest() is not None  # what `ensure_snapshot` reads first
-    warnings = [r for r in records if r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any(older in r.getMessage() and newer in r.getMessage() for r in warnings)
 
 
@@ -262,13 +226,12 @@ def test_with_no_good_version_loading_refuses_with_the_fix(store: IndexStore) ->
 
 
 def test_the_service_serves_the_last_good_version(
-    env: Settings, embedder: Embedder, store: IndexStore
+    env: Settings, start_app: StartApp, store: IndexStore
 ) -> None:
     older = store.current_version()
     newer = store.save(store.load())  # the same content, saved again
     _damage(store.root / VERSIONS / newer, "flip a byte in chunks.jsonl")
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["version"] == older
         assert served_ids(client) == set(TINY_DOCS)
@@ -279,15 +242,14 @@ def test_the_service_serves_the_last_good_version(
 
 
 def test_an_older_fallback_is_flagged_and_an_admin_rebuild_heals_it(
-    env: Settings, embedder: Embedder, store: IndexStore, two_versions: tuple[str, str]
+    env: Settings, start_app: StartApp, store: IndexStore, two_versions: tuple[str, str]
 ) -> None:
     """The newest version (with an added document) is corrupt; the older one lacks it."""
     older, newer = two_versions
     (env.corpus_dir / EXTRA.meta.source).write_text(EXTRA.text, encoding="utf-8")
     save_catalog(env.catalog_path, [*load_catalog(env.catalog_path), EXTRA.meta])
     _damage(store.root / VERSIONS / newer, "truncate dense.faiss")
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         assert client.get("/readyz").json()["version"] == older
         assert served_ids(client) == set(TINY_DOCS)
         assert "predates the corpus" in client.app.state.service.load_warning  # type: ignore[attr-defined]
@@ -297,13 +259,12 @@ def test_an_older_fallback_is_flagged_and_an_admin_rebuild_heals_it(
 
 
 def test_the_service_refuses_to_serve_a_corrupt_only_version(
-    env: Settings, embedder: Embedder, store: IndexStore
+    env: Settings, start_app: StartApp, store: IndexStore
 ) -> None:
     version = store.current_version()
     assert version is not None
     _damage(store.root / VERSIONS / version, "truncate dense.faiss")
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "dense.faiss is corrupt" in ready.json()["detail"]
@@ -360,11 +321,10 @@ def test_an_index_from_another_model_is_refused_by_the_cli(
 
 
 def test_the_service_rebuilds_an_index_from_another_model(
-    env: Settings, embedder: Embedder, store: IndexStore
+    env: Settings, start_app: StartApp, store: IndexStore, embedder: Embedder
 ) -> None:
     foreign = _foreign_model(store)
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["version"] != foreign
     manifest = store.current_manifest()
@@ -376,12 +336,11 @@ def test_the_service_rebuilds_an_index_from_another_model(
 
 
 def test_a_missing_corpus_file_keeps_the_saved_index_serving(
-    env: Settings, embedder: Embedder, store: IndexStore
+    env: Settings, start_app: StartApp, store: IndexStore
 ) -> None:
     (env.corpus_dir / "documents" / "tiny-en.txt").unlink()
     before = tree(env.data_dir)
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         assert client.get("/readyz").status_code == 200
         assert served_ids(client) == set(TINY_DOCS)
         assert "cannot read source" in str(client.app.state.service.load_warning)  # type: ignore[attr-defined]
@@ -392,12 +351,11 @@ def test_a_missing_corpus_file_keeps_the_saved_index_serving(
 
 
 def test_a_missing_corpus_file_without_an_index_is_a_clear_503(
-    env: Settings, embedder: Embedder, cli: Callable[..., object]
+    env: Settings, start_app: StartApp, cli: Callable[..., object]
 ) -> None:
     shutil.rmtree(env.index_root)
     (env.corpus_dir / "documents" / "tiny-en.txt").unlink()
-    with serve(env, embedder) as client:
-        settle(client)
+    with start_app(env) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "cannot read source of tiny-en" in ready.json()["detail"]
@@ -408,113 +366,178 @@ def test_a_missing_corpus_file_without_an_index_is_a_clear_503(
 # ---- a full disk ------------------------------------------------------------------------
 
 
-def test_a_full_disk_during_rebuild_keeps_the_index(
-    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with serve(env, embedder) as client:
-        settle(client)
-        before = tree(env.data_dir)
+NEW_ID = "tiny-new"
+ACTIONS = {
+    "add": ["index", "source", "catalog", "pointer"],
+    "remove": ["index", "catalog", "pointer"],
+    "rebuild": ["index", "pointer"],
+}
+AFTER = {"add": {*TINY_DOCS, NEW_ID}, "remove": {"tiny-zh"}, "rebuild": set(TINY_DOCS)}
+
+
+def _disk_full_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the write of ``step`` fail with ENOSPC: the index version, the document's
+    source, the catalog or the new ``CURRENT``."""
+    if step == "index":
         monkeypatch.setattr(DenseIndex, "save", disk_full)
+        return
+    name = {"source": f"{NEW_ID}.txt", "catalog": "catalog.json", "pointer": POINTER}[step]
+    original = StagedFile.__init__
+
+    def full_for_one(self: StagedFile, path: Path, payload: bytes) -> None:
+        if path.name == name:
+            disk_full()
+        original(self, path, payload)
+
+    monkeypatch.setattr(StagedFile, "__init__", full_for_one)
+
+
+def _change(
+    entry: str, action: str, *, cli: Callable[..., Any], client: TestClient | None, source: Path
+) -> tuple[bool, str]:
+    """Make ``action`` through ``entry`` (the CLI or the HTTP admin API): (done, message)."""
+    if entry == "cli":
+        command = {
+            "add": ["add", str(source), "--id", NEW_ID, "--title-zh", "新", "--title-en", "New"],
+            "remove": ["remove", "tiny-en"],
+            "rebuild": ["build", "--force"],
+        }[action]
+        result = cli(command)
+        assert "Traceback" not in result.output, result.output
+        return result.exit_code == 0, str(result.stdout)
+    assert client is not None
+    if action == "add":
+        reply = client.post(
+            "/v1/admin/documents",
+            headers=ADMIN,
+            files={"file": (source.name, source.read_bytes(), "text/plain")},
+            data={"id": NEW_ID, "title_zh": "新", "title_en": "New"},
+        )
+    elif action == "remove":
+        reply = client.delete("/v1/admin/documents/tiny-en", headers=ADMIN)
+    else:
         reply = client.post("/v1/admin/rebuild", headers=ADMIN)
-        assert reply.status_code == 503, reply.text
-        assert "No space left on device" in reply.json()["detail"]
-        assert tree(env.data_dir) == before  # no new version, no staging folder left
-        assert client.post("/v1/ask", json={"question": "研发经费投入强度"}).status_code == 200
-        monkeypatch.undo()
-        assert client.post("/v1/admin/rebuild", headers=ADMIN).status_code == 200
+    return reply.is_success, reply.text
 
 
+@pytest.mark.parametrize("entry", ["cli", "http"])
 @pytest.mark.parametrize(
-    "command",
-    [
-        ["build", "--force"],
-        ["remove", "tiny-en"],
-        ["add", "NEW_SOURCE", "--id", "tiny-new", "--title-zh", "新", "--title-en", "New"],
-    ],
-    ids=["build", "remove", "add"],
+    ("action", "step"), [(action, step) for action, steps in ACTIONS.items() for step in steps]
 )
-def test_a_full_disk_during_a_cli_change_keeps_the_index(
+def test_a_full_disk_at_any_step_changes_nothing(
     env: Settings,
-    cli: Callable[..., object],
-    monkeypatch: pytest.MonkeyPatch,
+    start_app: StartApp,
+    cli: Callable[..., Any],
     tmp_path: Path,
-    command: list[str],
+    entry: str,
+    action: str,
+    step: str,
 ) -> None:
-    """Exit 2 with one line that says what happened and what to do: no traceback."""
+    """Whichever write hits the full disk, the index, catalog and corpus stay as they were,
+    the refusal says so in one line, and the same change succeeds once there is space."""
     source = tmp_path / "new.txt"
     source.write_text(EXTRA.text, encoding="utf-8")
-    command = [str(source) if part == "NEW_SOURCE" else part for part in command]
-    before = tree(env.data_dir)
-    corpus = tree(env.corpus_dir)
-    monkeypatch.setattr(LexicalIndex, "save", disk_full)
-    result = cli(command)
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
-    assert isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
-    output = result.output  # type: ignore[attr-defined]
-    lines = result.stdout.strip().splitlines()  # type: ignore[attr-defined]
-    assert "Traceback" not in output and len(lines) == 1, output  # progress bars go to stderr
-    assert lines[0].startswith("error: cannot write the index (No space left on device)")
-    assert "previous index is still current" in lines[0]
-    assert tree(env.data_dir) == before
-    assert tree(env.corpus_dir) == corpus
-
-
-def _upload(client: TestClient, doc_id: str = "haidian-quantum") -> object:
-    return client.post(
-        "/v1/admin/documents",
-        headers=ADMIN,
-        files={"file": ("notice.txt", UPLOAD.encode(), "text/plain")},
-        data={"id": doc_id, "title_zh": "海淀量子通知", "title_en": "Haidian quantum notice"},
-    )
-
-
-@pytest.mark.parametrize("failing", ["index", "source", "catalog", "pointer"])
-def test_a_full_disk_during_admin_add_changes_nothing(
-    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, failing: str
-) -> None:
-    """Whichever write hits the full disk, the live index, catalog and corpus stay as they
-    were, and the same upload succeeds once there is space again."""
-    with serve(env, embedder) as client:
-        settle(client)
-        corpus, data = tree(env.corpus_dir), tree(env.data_dir)
-        if failing == "index":
-            monkeypatch.setattr(DenseIndex, "save", disk_full)
-        else:
-            names = {"source": "haidian-quantum.txt", "catalog": "catalog.json"}
-            original = StagedFile.__init__
-
-            def full_for_one(self: StagedFile, path: Path, payload: bytes) -> None:
-                if path.name == names.get(failing, POINTER):
-                    disk_full()
-                original(self, path, payload)
-
-            monkeypatch.setattr(StagedFile, "__init__", full_for_one)
-        reply = _upload(client)
-        assert reply.status_code == 503, reply.text  # type: ignore[attr-defined]
-        assert "nothing was changed" in reply.json()["detail"]  # type: ignore[attr-defined]
-        assert tree(env.corpus_dir) == corpus and tree(env.data_dir) == data
-        assert served_ids(client) == set(TINY_DOCS)
-        assert client.get("/v1/documents/haidian-quantum").status_code == 404
-        monkeypatch.undo()
-        assert _upload(client).status_code == 201  # type: ignore[attr-defined]
-        catalog_ids = {e.id for e in load_catalog(env.catalog_path)}
-        assert catalog_ids == served_ids(client) == {*TINY_DOCS, "haidian-quantum"}
-        status = client.get("/v1/admin/status", headers=ADMIN).json()
-        assert status["version"] == IndexStore(env.index_root).current_version()
-
-
-def test_admin_delete_keeps_catalog_and_index_in_step(
-    env: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with serve(env, embedder) as client:
-        settle(client)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(start_app(env)) if entry == "http" else None
         before = tree(env.corpus_dir), tree(env.data_dir)
-        monkeypatch.setattr(LexicalIndex, "save", disk_full)
-        assert client.delete("/v1/admin/documents/tiny-en", headers=ADMIN).status_code == 503
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _disk_full_at(step, monkeypatch)
+            done, message = _change(entry, action, cli=cli, client=client, source=source)
+        assert not done, message
+        assert "cannot write the index (No space left on device)" in message
+        assert "nothing was changed and the previous index is still current" in message
+        if entry == "cli":
+            assert len(message.strip().splitlines()) == 1, message  # progress bars: stderr
         assert (tree(env.corpus_dir), tree(env.data_dir)) == before
-        monkeypatch.undo()
-        assert client.delete("/v1/admin/documents/tiny-en", headers=ADMIN).status_code == 200
-        assert {e.id for e in load_catalog(env.catalog_path)} == served_ids(client) == {"tiny-zh"}
+        if client is not None:
+            assert served_ids(client) == set(TINY_DOCS)
+        done, message = _change(entry, action, cli=cli, client=client, source=source)
+        assert done, message
+        catalog = {entry.id for entry in load_catalog(env.catalog_path)}
+        assert catalog == set(IndexStore(env.index_root).load().documents) == AFTER[action]
+        if client is not None:
+            assert served_ids(client) == catalog
+
+
+KILL_AT = """
+import os, signal, sys
+from index.files import StagedFile
+from index.lexical import LexicalIndex
+
+step, entry, source = sys.argv[1:4]
+
+
+def die():
+    print("killed at", step, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if step == "index":  # half of the new version is on disk
+    save = LexicalIndex.save
+    LexicalIndex.save = lambda self, folder, **options: (save(self, folder, **options), die())
+else:  # just after this file was renamed into place
+    name = {"source": "tiny-new.txt", "catalog": "catalog.json", "pointer": "CURRENT"}[step]
+    commit = StagedFile.commit
+    StagedFile.commit = lambda self: (commit(self), self.path.name == name and die())
+if entry == "cli":
+    from index.cli import app
+
+    app(["add", source, "--id", "tiny-new", "--title-zh", "新", "--title-en", "New"])
+else:
+    from fastapi.testclient import TestClient
+    from service.app import create_app
+    from tests.apps import settle
+
+    with TestClient(create_app()) as client:
+        settle(client.app)
+        client.post(
+            "/v1/admin/documents",
+            headers={"Authorization": "Bearer test-admin-key"},
+            files={"file": ("new.txt", open(source, "rb").read(), "text/plain")},
+            data={"id": "tiny-new", "title_zh": "新", "title_en": "New"},
+        )
+print("survived", flush=True)
+"""
+
+
+@pytest.mark.parametrize("entry", ["cli", "http"])
+@pytest.mark.parametrize("step", ACTIONS["add"])
+def test_a_kill_at_any_step_leaves_an_index_that_serves_and_a_start_that_agrees(
+    env: Settings, start_app: StartApp, tmp_path: Path, entry: str, step: str
+) -> None:
+    """SIGKILL a real process adding a document, at each step. The index on disk still
+    loads, and the next start serves exactly what the catalog lists: the catalog moves
+    before ``CURRENT``, so a catalog left ahead of the index makes the start rebuild."""
+    source = tmp_path / "new.txt"
+    source.write_text(EXTRA.text, encoding="utf-8")
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_AT, step, entry, str(source)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "HF_HUB_OFFLINE": "1",
+            "POLICY_QA_CORPUS_DIR": str(env.corpus_dir),
+            "POLICY_QA_DATA_DIR": str(env.data_dir),
+            "POLICY_QA_MODELS_DIR": str(env.default_model_dir.parent),
+            "POLICY_QA_ADMIN_KEY": "test-admin-key",
+        },
+    )
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
+    assert f"killed at {step}" in child.stdout
+    committed = step in ("catalog", "pointer")
+    catalog = {entry.id for entry in load_catalog(env.catalog_path)}
+    assert catalog == ({*TINY_DOCS, NEW_ID} if committed else set(TINY_DOCS))
+    in_index = set(IndexStore(env.index_root).load().documents)  # still loads
+    assert in_index == ({*TINY_DOCS, NEW_ID} if step == "pointer" else set(TINY_DOCS))
+    with start_app(env) as client:
+        assert client.get("/readyz").status_code == 200
+        assert served_ids(client) == catalog
+        assert client.post("/v1/ask", json={"question": "墨子量子实验室"}).status_code == 200
 
 
 # ---- a crash mid-write ------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from schemathesis.schemas import BaseSchema
 from index.embedding import Embedder
 from index.settings import Settings
 from index.snapshot import Snapshot
+from tests.apps import settle
 from tests.tiny_corpus import write_tiny_corpus
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
@@ -125,11 +125,8 @@ def api_schema(fuzz_app: FastAPI) -> Iterator[BaseSchema]:
 
     config = SchemathesisConfig.from_dict({"seed": 20261125})
     loaded = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
-    service = fuzz_app.state.service
-    deadline = time.monotonic() + 120
-    while not service.ready and service.load_error is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert service.ready, service.load_error
+    settle(fuzz_app)
+    assert fuzz_app.state.service.ready, fuzz_app.state.service.load_error
     yield loaded
     asgi.shutdown_lifespans()
 

@@ -14,7 +14,7 @@ import pytest
 from index.build import check_compatible, is_up_to_date, with_document, without_document
 from index.dense import DenseIndex, IndexType, choose_index_type
 from index.documents import Document, DocumentMeta
-from index.errors import IndexIntegrityError, NotFoundError
+from index.errors import IndexIntegrityError, IndexWriteError, NotFoundError
 from index.pipeline import Components, ensure_snapshot, make_retriever
 from index.retriever import MODES
 from index.settings import Settings
@@ -106,7 +106,7 @@ def test_failed_save_keeps_the_previous_version(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(snapshot.dense, "save", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(IndexWriteError, match="No space"):
         store.save(snapshot)
     assert store.current_version() == before
     assert not [p for p in (store.root / "versions").iterdir() if p.name.startswith(".staging")]

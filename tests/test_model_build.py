@@ -23,7 +23,6 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 
 from index import model_build
-from index.embedding import Embedder
 
 ZH_QUERIES = [
     "北京国际科技创新中心建设的主要目标是什么？",
@@ -150,10 +149,9 @@ class E5CTokenizer:
 
 
 @pytest.fixture(scope="session")
-def st_model(embedder: Embedder) -> SentenceTransformer:
-    """The session's one loaded model (see conftest.py)."""
-    model: SentenceTransformer = embedder.model
-    return model
+def st_model(model_dir: Path) -> SentenceTransformer:
+    """The float32 model as built (its weights are memory-mapped, shared with the file)."""
+    return SentenceTransformer(str(model_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +167,7 @@ def e5c_tokenizer() -> E5CTokenizer:
 @pytest.fixture(scope="session")
 def reference_tokenizer() -> Tokenizer:
     """The original tokenizer.json as shipped, loaded by the bare tokenizers library."""
-    return Tokenizer.from_file(str(model_build._tokenizer_source()))
+    return Tokenizer.from_file(str(model_build.tokenizer_source()))
 
 
 def _read_json(path: Path) -> Any:
@@ -286,7 +284,7 @@ def test_provenance(model_dir: Path) -> None:
 def test_ensure_reuses_a_current_build(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
 
-    def must_not_build(target: Path, *, show_progress: bool = False) -> Path:
+    def must_not_build(target: Path, **options: object) -> Path:
         raise AssertionError(f"rebuilt {target}")
 
     monkeypatch.setattr(model_build, "build_default_model", must_not_build)
@@ -307,7 +305,7 @@ def test_ensure_rebuilds_partial_or_stale_folders(
         (target / model_build.PROVENANCE_FILE).write_text(text, encoding="utf-8")
     built: list[Path] = []
 
-    def record(path: Path, *, show_progress: bool = False) -> Path:
+    def record(path: Path, **options: object) -> Path:
         built.append(path)
         return path
 
@@ -319,16 +317,16 @@ def test_ensure_rebuilds_partial_or_stale_folders(
 def test_failed_build_leaves_previous_folder_and_no_debris(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(model_build, "_save_hf_model", interrupted)
-    previous = tmp_path / "model"
-    previous.mkdir()
+    broken = tmp_path / "e5-small-q4.bin"
+    broken.write_bytes(b"E5S1 and then nothing")  # fails half-way through the build
+    monkeypatch.setattr(model_build, "default_model_source", lambda: broken)
+    models = tmp_path / "models"
+    previous = models / "model"
+    previous.mkdir(parents=True)
     (previous / "marker").write_text("old", encoding="utf-8")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the parser raises
         model_build.build_default_model(previous)
-    with pytest.raises(KeyboardInterrupt):
-        model_build.build_default_model(tmp_path / "fresh")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    with pytest.raises(Exception):  # noqa: B017
+        model_build.build_default_model(models / "fresh")
+    assert sorted(p.name for p in models.iterdir()) == ["model"]
     assert [p.name for p in previous.iterdir()] == ["marker"]

@@ -13,7 +13,6 @@ import hmac
 import io
 import logging
 import re
-import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from hypothesis import strategies as st
 from pythonjsonlogger.json import JsonFormatter
 
 from index.documents import SUPPORTED_SUFFIXES, extract_text
-from index.embedding import Embedder
 from index.errors import (
     InvalidInputError,
     RateLimitedError,
@@ -35,9 +33,9 @@ from index.errors import (
     UnsupportedMediaError,
 )
 from index.settings import Settings
-from index.snapshot import Snapshot
 from service import guards
 from service.state import MAX_DOCUMENT_CHARS
+from tests.apps import StartApp
 
 ADMIN_KEY = "test-admin-key"
 RETRIEVAL_KEY = "test-retrieval-key"
@@ -70,25 +68,10 @@ BAD_AUTH: list[str | bytes | None] = [
 
 
 @pytest.fixture(scope="module")
-def own(
-    settings: Settings,
-    embedder: Embedder,
-    snapshot: Snapshot,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[TestClient]:
+def own(start_app: StartApp) -> Iterator[TestClient]:
     """A throwaway app over a copy of the session's corpus and index, for writes."""
-    from service.app import create_app
-
-    root = tmp_path_factory.mktemp("security")
-    shutil.copytree(settings.corpus_dir, root / "corpus")
-    shutil.copytree(settings.index_root, root / "data" / "index")
-    copy = settings.model_copy(update={"corpus_dir": root / "corpus", "data_dir": root / "data"})
-    with TestClient(create_app(copy, embedder=embedder)) as client:
-        service = client.app.state.service  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 120
-        while not service.ready and service.load_error is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.ready, service.load_error
+    with start_app("copy") as client:
+        assert client.get("/readyz").status_code == 200
         yield client
 
 
@@ -186,33 +169,9 @@ def test_settings_never_show_keys(settings: Settings) -> None:
 # ---- keys never logged ------------------------------------------------------------------
 
 
-@pytest.fixture
-def all_logs() -> Iterator[list[str]]:
-    """Every log line any logger writes, formatted as the service's JSON lines, at DEBUG."""
-    lines: list[str] = []
-    formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.name.startswith("httpx"):
-                return  # the test client's own request log, not the service's
-            text = formatter.format(record)
-            lines.append(f"{text} {record.args!r} {record.__dict__!r}")
-
-    handler = Collect(level=logging.DEBUG)
-    names = ["", "service", "index", "uvicorn.error", "uvicorn.access", "fastapi"]
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    yield lines
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def test_keys_are_never_logged(own: TestClient, all_logs: list[str]) -> None:
+def test_keys_are_never_logged(own: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Every log record any logger writes at DEBUG, formatted as the service's JSON lines."""
+    caplog.set_level(logging.DEBUG)
     wrong = "Bearer wrong-but-secret-looking-key-0123456789"
     replies = [
         own.get("/v1/admin/status", headers=ADMIN),
@@ -230,9 +189,15 @@ def test_keys_are_never_logged(own: TestClient, all_logs: list[str]) -> None:
         own.post("/retrieval", json={"query": 1}, headers={"Authorization": wrong}),
     ]
     assert [r.status_code for r in replies] == [200, 401, 401, 415, 422, 422, 404, 200, 401]
-    assert len(all_logs) >= len(replies)  # one access line per request at least
+    formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    lines = [
+        f"{formatter.format(record)} {record.args!r} {record.__dict__!r}"
+        for record in caplog.records
+        if not record.name.startswith("httpx")  # the test client's own request log
+    ]
+    assert len(lines) >= len(replies)  # one access line per request at least
     secrets = (ADMIN_KEY, RETRIEVAL_KEY, "wrong-but-secret-looking-key")
-    for line in all_logs:
+    for line in lines:
         assert not any(secret in line for secret in secrets), line
     for reply in replies:
         assert not any(secret in reply.text for secret in secrets), reply.text
@@ -645,7 +610,7 @@ def test_the_rate_limiter_forgets_idle_addresses() -> None:
         limiter.check(client=f"10.0.0.{number}", site_key=None)
     clock.now += 2 * limiter.WINDOW_S
     limiter.check(client="10.0.1.1", site_key=None)
-    assert list(limiter._hits) == ["client:10.0.1.1"]
+    assert limiter.tracked == ["client:10.0.1.1"]
 
 
 def test_oversized_site_keys_are_refused(client: TestClient) -> None:

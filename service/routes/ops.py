@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -28,9 +30,10 @@ async def readyz(state: StateDep) -> dict[str, object]:
     return {
         "status": "ready",
         "version": state.version,
+        "worker": os.getpid(),
         "documents": len(snapshot.documents),
         "passages": snapshot.manifest.passages,
-        "query_precision": state.retriever.embedder.query_precision,
+        "precision": state.retriever.embedder.precision,
     }
 
 

@@ -125,10 +125,9 @@ class Answerer:
             glossary_phrase=self.glossary.has_phrase,
         )
         if question.aspects and hits:
-            about = (
-                next(iter(references.documents), None) if len(references.documents) == 1 else None
-            )
-            document = snapshot.documents[about or hits[0].doc_id]
+            # The document the question names, else the one its best passage is from.
+            named = sorted(references.documents)
+            document = snapshot.documents[named[0] if len(named) == 1 else hits[0].doc_id]
             facts = catalog_facts(document, question.aspects)
             return self._from_catalog(question, facts, hits, document, names)
         # The question's own terms say what it is about; with the general vocabulary an
@@ -151,20 +150,14 @@ class Answerer:
         def opening(candidate: Candidate) -> str:
             return snapshot.documents[candidate.doc_id].text[:OPENING_CHARS]
 
-        subject = question_terms(
-            question,
-            self.glossary.expand(question.subject) if question.language == "en" else [],
-            self.tokenizer.words(question.subject) if question.language == "zh" else [],
-            idf=snapshot.lexical.idf,
-            known=snapshot.lexical.knows,
-        )
+        subject, subject_forms = self._subject(question, snapshot)
         findings = not_stated(
             question,
             chosen,
             names=names,
             topic=topic,
             subject=subject,
-            subject_forms=self._subject_forms(question),
+            subject_forms=subject_forms,
             found=found,
             catalog=catalog,
             opening=opening,
@@ -229,16 +222,24 @@ class Answerer:
             return []
         return self.vocabulary.expand(question.text)
 
-    def _subject_forms(self, question: Question) -> list[str]:
-        """What a counting question is about as the documents would name it: the Chinese
-        words themselves, or the glossary's term when the English is a glossary phrase."""
+    def _subject(self, question: Question, snapshot: Snapshot) -> tuple[QuestionTerms, list[str]]:
+        """What a counting question is about: its weighted words, and its names as the
+        documents would write them (the Chinese words themselves, or the glossary's term
+        when the English is a glossary phrase)."""
+        chinese = question.language == "zh"
+        expansions = [] if chinese else self.glossary.expand(question.subject)
+        terms = question_terms(
+            question,
+            expansions,
+            self.tokenizer.words(question.subject) if chinese else [],
+            idf=snapshot.lexical.idf,
+            known=snapshot.lexical.knows,
+        )
         if not question.subject:
-            return []
-        if question.language == "zh":
-            return [question.subject]
-        if self.glossary.has_phrase(question.subject):
-            return self.glossary.expand(question.subject)[:1]
-        return []
+            return terms, []
+        if chinese:
+            return terms, [question.subject]
+        return terms, expansions[:1] if self.glossary.has_phrase(question.subject) else []
 
     def _aid(self, question: Question, quotes: tuple[Quote, ...]) -> ReadingAid | None:
         if question.language != "en" or not quotes:

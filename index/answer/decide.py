@@ -29,10 +29,10 @@ question's words that the closest sentence shares."""
 SUBJECT_SHARE = 0.5
 """An answer to "how many X" must contain at least this share of X's words when another
 of the closest sentences contains them all."""
-SIMILARITY_FLOOR = {"zh": 0.86, "en": 0.0}
-COVERAGE_FLOOR = {"zh": 0.25, "en": 0.25}
 SPECIFIC_IDF = 1.0
 """Words more common than this (北京, 发展, 企业) do not count towards being on topic."""
+SIMILARITY_FLOOR = {"zh": 0.86, "en": 0.0}
+COVERAGE_FLOOR = {"zh": 0.25, "en": 0.25}
 """A question is off the documents' topics (the weather, a greeting) when the closest
 sentence is below both floors: it shares few of the question's specific words, and its
 cosine is below that of any answerable dev question. Chosen on the dev split, with

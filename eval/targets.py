@@ -7,6 +7,8 @@ through the same answer stage the widget's answers come from.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from eval.runner import DEPTH, Response, Target
@@ -17,6 +19,8 @@ from index.pipeline import ensure_snapshot, load_components, make_answerer, make
 from index.retriever import Mode, Retriever
 from index.settings import Settings
 from index.structure import PATH_SEPARATOR
+
+RATE_LIMIT_RETRIES = 10
 
 
 def local_target(retriever: Retriever, answerer: Answerer) -> Target:
@@ -49,7 +53,13 @@ def http_target(url: str, *, client: httpx.Client | None = None) -> Target:
     http = client or httpx.Client(base_url=url, timeout=60)
 
     def ask(question: str, mode: Mode) -> Response:
-        reply = http.post("/v1/ask", json={"question": question, "top_k": DEPTH, "mode": mode})
+        body = {"question": question, "top_k": DEPTH, "mode": mode}
+        reply = http.post("/v1/ask", json=body)
+        for _ in range(RATE_LIMIT_RETRIES):  # a service's rate limit is waited out, not hit
+            if reply.status_code != 429:
+                break
+            time.sleep(float(reply.headers.get("Retry-After", "1")))
+            reply = http.post("/v1/ask", json=body)
         reply.raise_for_status()
         body = reply.json()
         answer = body["answer"] or {}

@@ -78,6 +78,7 @@ def components(settings: Settings, embedder: Embedder) -> Components:
 @pytest.fixture(scope="session")
 def snapshot(components: Components) -> Snapshot:
     built, _ = ensure_snapshot(components)
+    assert isinstance(built, Snapshot)  # the default store
     return built
 
 

@@ -66,7 +66,7 @@ class LiteServer:
 
         try:
             client = MilvusClient(uri=self.uri, timeout=2)
-        except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+        except Exception:
             return False
         with contextlib.suppress(Exception):
             client.close()

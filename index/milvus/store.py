@@ -93,10 +93,14 @@ class MilvusConnection:
         self.timeout = settings.milvus_timeout_s
         self._token = settings.milvus_token
         self._client: Any = None
+        # pymilvus logs every failed call with a traceback; an outage is reported once, by
+        # the service, as the 503s and /readyz say.
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
     def call(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(client)``; a failure to reach Milvus becomes a 503 and the next
-        call connects afresh."""
+        call connects afresh. A restarted Milvus holds its collections released: they are
+        loaded again and the operation retried once."""
         from pymilvus.exceptions import MilvusException
 
         try:
@@ -105,7 +109,13 @@ class MilvusConnection:
 
                 token = self._token.get_secret_value() if self._token else ""
                 self._client = MilvusClient(uri=self.uri, token=token, timeout=self.timeout)
-            return operation(self._client)
+            try:
+                return operation(self._client)
+            except MilvusException as exc:
+                if "released" not in str(exc) and "not loaded" not in str(exc):
+                    raise
+                self._load(self._client)
+                return operation(self._client)
         except (MilvusException, OSError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             if "not found" in message.lower() or "not exist" in message.lower():
@@ -116,6 +126,11 @@ class MilvusConnection:
             raise IndexUnavailableError(
                 f"the index store (Milvus at {self.uri}) is unavailable: {message}"
             ) from exc
+
+    def _load(self, client: Any) -> None:
+        for name in (self.collection, self.documents):
+            if client.has_collection(name, timeout=self.timeout):
+                client.load_collection(name, timeout=self.timeout)
 
     def close(self) -> None:
         if self._client is not None:

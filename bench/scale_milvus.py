@@ -59,7 +59,8 @@ class QueryEmbedder(SyntheticEmbedder):
     precision = "float32"
 
     def embed_query(self, text: str) -> np.ndarray:
-        return _unit(self._rng.standard_normal((1, DIM), dtype=np.float32))[0]
+        vector: np.ndarray = _unit(self._rng.standard_normal((1, DIM), dtype=np.float32))[0]
+        return vector
 
 
 def corpus(n: int, settings: Settings, pool: Any) -> list[Document]:

@@ -30,7 +30,7 @@ NO_TERMS = {0: 1.0}
 TEXT_PART_CHARS = 16_000  # 4 UTF-8 bytes at most per character: under Milvus's 65,535
 MAX_KEY = 128
 MAX_STRING = 65_535
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def documents_collection(name: str) -> str:
@@ -56,6 +56,7 @@ def create_collections(
     vectors.add_field("key", DataType.VARCHAR, is_primary=True, max_length=MAX_KEY)
     vectors.add_field("chunk_id", DataType.VARCHAR, max_length=MAX_KEY)
     vectors.add_field("doc_id", DataType.VARCHAR, max_length=MAX_KEY)
+    vectors.add_field("ordinal", DataType.INT64)
     vectors.add_field("slot", DataType.INT64)
     vectors.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
     vectors.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
@@ -104,6 +105,7 @@ def vector_rows(
             "key": vector_key(chunk.chunk_id, slot),
             "chunk_id": chunk.chunk_id,
             "doc_id": chunk.doc_id,
+            "ordinal": chunk.ordinal,
             "slot": slot,
             "dense": vector.tolist(),
             "sparse": NO_TERMS,

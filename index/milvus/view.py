@@ -158,7 +158,18 @@ class MilvusView:
             k,
             params=self._search_params,
             doc_ids=doc_ids,
-            fields=["chunk_id", "doc_id", "slot"],
+            fields=["chunk_id", "doc_id", "ordinal", "slot"],
+        )
+        # Equal cosines are common (overlapping passages share sentences): within a document,
+        # order them as the local store's FAISS does, later vectors first, so both stores
+        # rank alike.
+        found.sort(
+            key=lambda pair: (
+                -pair[1],
+                pair[0]["doc_id"],
+                -pair[0]["ordinal"],
+                -pair[0]["slot"],
+            )
         )
         return [
             Match(hit["chunk_id"], hit["doc_id"], score, int(hit["slot"]))
@@ -173,8 +184,10 @@ class MilvusView:
         if not query:
             return []
         found = self.connection.search(
-            "sparse", query, k, params={}, doc_ids=doc_ids, fields=["chunk_id", "doc_id"]
+            "sparse", query, k, params={}, doc_ids=doc_ids, fields=["chunk_id", "doc_id", "ordinal"]
         )
+        # Equal scores in passage order, as the local BM25 keeps them.
+        found.sort(key=lambda pair: (-pair[1], pair[0]["doc_id"], pair[0]["ordinal"]))
         return [
             Match(hit["chunk_id"], hit["doc_id"], score)
             for hit, score in found

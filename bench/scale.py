@@ -340,6 +340,27 @@ def new_document(pool: SentencePool, seed: int) -> Document:
     return Document(meta=meta, text="\n".join(paragraphs))
 
 
+def synthetic_documents(n: int, settings: Settings, pool: SentencePool) -> list[Document]:
+    """Documents of pool sentences, ~20 passages each, until ``n`` passages."""
+    documents: list[Document] = []
+    passages = 0
+    while passages < n:
+        text = new_document(pool, SEED + len(documents) + 1).text
+        meta = DocumentMeta(
+            id=f"doc-{len(documents)}", title_zh="文件", title_en="Document", source="-"
+        )
+        documents.append(Document(meta=meta, text=text))
+        passages += len(
+            chunk_document(
+                documents[-1],
+                chunk_size=settings.chunk_size,
+                chunk_overlap=settings.chunk_overlap,
+                min_chars=settings.min_chunk_chars,
+            )
+        )
+    return documents
+
+
 # ---- phases (each in a fresh process) ---------------------------------------------------------
 
 
@@ -639,22 +660,7 @@ def phase_persist(n: int, folder: Path) -> dict[str, Any]:
 
     settings, tokenizer, pool = real_text()
     embedder: Any = SyntheticEmbedder(SEED)
-    documents: list[Document] = []
-    passages = 0
-    while passages < n:  # documents of pool sentences, ~20 passages each
-        document = new_document(pool, SEED + len(documents) + 1)
-        meta = DocumentMeta(
-            id=f"doc-{len(documents)}", title_zh="文件", title_en="Document", source="-"
-        )
-        documents.append(Document(meta=meta, text=document.text))
-        passages += len(
-            chunk_document(
-                documents[-1],
-                chunk_size=settings.chunk_size,
-                chunk_overlap=settings.chunk_overlap,
-                min_chars=settings.min_chunk_chars,
-            )
-        )
+    documents = synthetic_documents(n, settings, pool)
     log(f"{n:,}: building a real index of {len(documents):,} documents")
     start = time.perf_counter()
     snapshot = build_snapshot(documents, embedder=embedder, tokenizer=tokenizer, settings=settings)

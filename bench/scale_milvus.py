@@ -37,10 +37,10 @@ from bench.scale import (
     new_document,
     percentiles,
     real_text,
+    synthetic_documents,
     table,
     timed,
 )
-from index.chunking import chunk_document
 from index.documents import Document, DocumentMeta
 from index.glossary import Glossary
 from index.milvus.lite import LiteServer
@@ -61,27 +61,6 @@ class QueryEmbedder(SyntheticEmbedder):
     def embed_query(self, text: str) -> np.ndarray:
         vector: np.ndarray = _unit(self._rng.standard_normal((1, DIM), dtype=np.float32))[0]
         return vector
-
-
-def corpus(n: int, settings: Settings, pool: Any) -> list[Document]:
-    """Documents of pool sentences, ~20 passages each, until ``n`` passages."""
-    documents: list[Document] = []
-    passages = 0
-    while passages < n:
-        text = new_document(pool, SEED + len(documents) + 1).text
-        meta = DocumentMeta(
-            id=f"doc-{len(documents)}", title_zh="文件", title_en="Document", source="-"
-        )
-        documents.append(Document(meta=meta, text=text))
-        passages += len(
-            chunk_document(
-                documents[-1],
-                chunk_size=settings.chunk_size,
-                chunk_overlap=settings.chunk_overlap,
-                min_chars=settings.min_chunk_chars,
-            )
-        )
-    return documents
 
 
 def _rss_mib(pid: int) -> float:
@@ -150,7 +129,7 @@ def phase_milvus(n: int, folder: Path, queries: int) -> dict[str, Any]:
     """Both stores at ``n`` passages (see the module docstring)."""
     settings, tokenizer, pool = real_text()
     glossary = Glossary.load(settings.glossary_path)
-    documents = corpus(n, settings, pool)
+    documents = synthetic_documents(n, settings, pool)
     log(f"{n:,}: {len(documents):,} documents for the local store and Milvus Lite")
 
     def measure(store: Store) -> dict[str, Any]:

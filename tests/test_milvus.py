@@ -20,7 +20,7 @@ from index.errors import IndexIntegrityError, IndexUnavailableError, NotFoundErr
 from index.milvus.lite import LiteServer
 from index.milvus.store import MilvusStore
 from index.pipeline import Components, ensure_snapshot, load_components
-from index.retriever import Retriever
+from index.retriever import Mode, Retriever
 from index.searchable import Searchable
 from index.settings import Settings
 from index.snapshot import Snapshot
@@ -56,22 +56,30 @@ def quantum_document(doc_id: str = "quantum-plan") -> Any:
     return parse_document(meta, QUANTUM.encode())
 
 
-def test_both_stores_rank_alike(retriever: Retriever, milvus_retriever: Retriever) -> None:
-    for question in ("北京独角兽企业有多少家？", "What is the R&D spending target?", "怀柔科学城"):
-        local = retriever.search(question, top_k=10)
-        shared = milvus_retriever.search(question, top_k=10)
-        assert [h.chunk_id for h in shared.hits] == [h.chunk_id for h in local.hits]
-        for a, b in zip(shared.hits, local.hits, strict=True):
-            assert a.score == pytest.approx(b.score, abs=1e-4)
-            assert a.lexical_score == pytest.approx(b.lexical_score, rel=1e-4)
-            assert a.dense_score == pytest.approx(b.dense_score, abs=1e-4)
-            assert (a.start, a.end, a.text, a.section, a.title) == (
-                b.start,
-                b.end,
-                b.text,
-                b.section,
-                b.title,
-            )
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "北京独角兽企业有多少家？",
+        "What is the R&D spending target?",
+        "怀柔科学城",
+        # Its best sentence is in two overlapping passages: equal cosines, in one order.
+        "Which government bodies jointly drew up the 2023 work plan?",
+    ],
+)
+def test_both_stores_rank_alike(
+    retriever: Retriever, milvus_retriever: Retriever, question: str, mode: Mode
+) -> None:
+    local = retriever.search(question, top_k=10, mode=mode)
+    shared = milvus_retriever.search(question, top_k=10, mode=mode)
+    assert [h.chunk_id for h in shared.hits] == [h.chunk_id for h in local.hits]
+    for a, b in zip(shared.hits, local.hits, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert a.lexical_score == pytest.approx(b.lexical_score, rel=1e-4)
+        assert a.dense_score == pytest.approx(b.dense_score, abs=1e-4)
+        assert a.best_sentence == b.best_sentence
+        cited = (a.start, a.end, a.text, a.section, a.title)
+        assert cited == (b.start, b.end, b.text, b.section, b.title)
 
 
 def test_term_statistics_match_the_local_bm25(snapshot: Snapshot, milvus_index: Searchable) -> None:

@@ -10,6 +10,9 @@ The CLI and the service both change documents through here. Each change:
    the catalog. A full disk fails here, and nothing live has changed;
 4. switches them in by renames: the source, the catalog, then ``CURRENT``.
 
+With Milvus the index is written at step 3, after the corpus files are staged, and every
+replica sees it at once (Milvus has no transactions to hold it back); the renames follow.
+
 The corpus is the truth and the index is derived from it, so the corpus moves first. A
 crash after the catalog and before ``CURRENT`` leaves the previous index serving beside a
 catalog that is ahead of it: the next start finds that the index no longer matches the

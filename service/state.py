@@ -249,27 +249,32 @@ class ServiceState:
             return  # still loading the model, or failed for good (see /readyz)
         try:
             version = parts.store.version()
+            if not self.ready:
+                self._open_index(parts)
+                return
+            if version != self._seen:
+                self.follow(version)
         except IndexUnavailableError as exc:
             if self.unavailable is None:
                 log.warning("index store unavailable: %s", exc)
             self.unavailable = str(exc)
             return
-        if not self.ready:
-            self._open_index(parts)
-            return
         if self.unavailable is not None:
             log.info("index store reachable again")
             self.unavailable = None
-        if version != self._seen:
-            self.follow(version)
 
     def follow(self, seen: str | None) -> None:
         """Serve the version the store names now (``seen``), moved by another process."""
         with self._swap:
             if seen == self._seen:
                 return
-            self._seen = seen  # once per move: a version that cannot load is logged once
-            snapshot = open_snapshot(self.parts)
+            try:
+                snapshot = open_snapshot(self.parts)
+            except IndexUnavailableError:
+                raise  # the store is away: this version is tried again once it is back
+            except Exception:
+                self._seen = seen  # once per move: a version that cannot load is logged once
+                raise
             store = self.parts.store
             self._serve(Saved(store.loaded_version, snapshot), seen=seen)
         log.info("serving index version %s", store.loaded_version)

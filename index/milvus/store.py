@@ -262,21 +262,21 @@ class MilvusConnection:
     def delete_document(self, doc_id: str) -> None:
         """Its documents rows first (it stops being visible), then its passages."""
         condition = f"doc_id == {json.dumps(doc_id)}"
-        for collection in (self.documents, self.collection):
-            self.call(
-                lambda client, name=collection: client.delete(  # type: ignore[misc]
-                    name, filter=condition, timeout=self.timeout
-                )
-            )
+
+        def run(client: Any) -> None:
+            for name in (self.documents, self.collection):
+                client.delete(name, filter=condition, timeout=self.timeout)
+
+        self.call(run)
 
     def flush(self) -> None:
         """Seal what was written: unflushed rows are searched by brute force (Lite)."""
-        for collection in (self.collection, self.documents):
-            self.call(
-                lambda client, name=collection: client.flush(  # type: ignore[misc]
-                    name, timeout=self.timeout
-                )
-            )
+
+        def run(client: Any) -> None:
+            for name in (self.collection, self.documents):
+                client.flush(name, timeout=self.timeout)
+
+        self.call(run)
 
     def renew(self, fields: dict[str, Any]) -> None:
         """Write the manifest row with a new generation: followers notice the change."""

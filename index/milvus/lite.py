@@ -103,14 +103,17 @@ def running(data_dir: Path, *, port: int = 0) -> Iterator[LiteServer]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        usage="python -m index.milvus.lite DATA_DIR [--port N] -- COMMAND [ARG ...]",
+    )
     parser.add_argument("data_dir", type=Path, help="Milvus Lite's data folder")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG ...]")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in words or words.index("--") == len(words) - 1:
         parser.error("give the command to run: -- COMMAND [ARG ...]")
+    split = words.index("--")
+    args, command = parser.parse_args(words[:split]), words[split + 1 :]
     with running(args.data_dir, port=args.port) as server:
         print(f"Milvus Lite serving {args.data_dir} on {server.uri}", flush=True)
         env = {**os.environ, "POLICY_QA_STORE": "milvus", "POLICY_QA_MILVUS_URI": server.uri}

@@ -93,9 +93,12 @@ class MilvusConnection:
         self.timeout = settings.milvus_timeout_s
         self._token = settings.milvus_token
         self._client: Any = None
-        # pymilvus logs every failed call with a traceback; an outage is reported once, by
-        # the service, as the 503s and /readyz say.
-        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        # pymilvus logs every failed call with a traceback (its import configures that, so
+        # it is imported first); an outage is reported once, by the service, and as 503s.
+        import pymilvus  # noqa: F401
+
+        for name in ("pymilvus", "pymilvus.decorators"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
     def call(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(client)``; a failure to reach Milvus becomes a 503 and the next

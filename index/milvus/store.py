@@ -53,6 +53,10 @@ T = TypeVar("T")
 INSERT_BATCH = 1_000
 # Milvus answers at most this many rows per query (offset + limit).
 QUERY_LIMIT = 16_384
+# gRPC servers refuse keepalive pings more often than every 5 minutes by default (they
+# answer "too many pings" and drop the connection in the middle of a long flush); every
+# call has its own timeout, which is what notices an outage.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 BUILD_HINT = "build it with `make index STORE=milvus` (or `python -m index build`)"
 
 
@@ -111,7 +115,9 @@ class MilvusConnection:
                 from pymilvus import MilvusClient
 
                 token = self._token.get_secret_value() if self._token else ""
-                self._client = MilvusClient(uri=self.uri, token=token, timeout=self.timeout)
+                self._client = MilvusClient(
+                    uri=self.uri, token=token, timeout=self.timeout, grpc_options=GRPC_OPTIONS
+                )
             try:
                 return operation(self._client)
             except MilvusException as exc:

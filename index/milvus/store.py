@@ -42,7 +42,7 @@ from index.milvus.schema import (
     meta_from_info,
     vector_rows,
 )
-from index.milvus.view import DocumentEntry, MilvusView
+from index.milvus.view import DocumentEntry, MilvusView, TermCounts
 from index.searchable import Searchable
 from index.settings import Settings
 from index.snapshot import Manifest, corpus_fingerprint, document_fingerprint
@@ -174,7 +174,7 @@ class MilvusConnection:
         )
         return {row["doc_id"]: dict(row["info"]) for row in rows}
 
-    def document_terms(self, doc_ids: list[str]) -> dict[str, dict[int, float]]:
+    def document_terms(self, doc_ids: list[str]) -> dict[str, dict[int, int]]:
         if not doc_ids:
             return {}
         rows = self.call(
@@ -185,7 +185,7 @@ class MilvusConnection:
                 timeout=self.timeout,
             )
         )
-        return {row["doc_id"]: {int(d): float(v) for d, v in row["terms"].items()} for row in rows}
+        return {row["doc_id"]: {int(d): round(v) for d, v in row["terms"].items()} for row in rows}
 
     def document_text(self, doc_id: str, parts: int) -> str:
         rows = self.call(
@@ -315,6 +315,7 @@ class MilvusStore:
         self.connection = MilvusConnection(settings)
         self._lock_path = settings.index_root / "milvus-changes.lock"
         self._entries: dict[str, DocumentEntry] = {}
+        self._terms = TermCounts()
         self._texts: dict[tuple[str, str], str] = {}
         self.loaded_version: str | None = None
         """The generation this process last opened or wrote."""
@@ -369,6 +370,7 @@ class MilvusStore:
             self.connection,
             manifest=manifest,
             entries=dict(self._entries),
+            terms=self._terms,
             texts=self._texts,
             search_params=dict(info["search_params"]),
         )
@@ -505,6 +507,9 @@ class MilvusStore:
                 )
             else:
                 entries[doc_id] = known
+        gone = [e for d, e in self._entries.items() if entries.get(d) is not e]
+        new = [e for d, e in entries.items() if self._entries.get(d) is not e]
+        self._terms = self._terms.updated(removed=gone, added=new)
         self._entries = entries
         return entries
 

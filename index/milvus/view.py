@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,21 +37,31 @@ class DocumentEntry:
     length: int
     """Characters of text."""
     parts: int
-    terms: dict[int, float]
+    terms: dict[int, int]
     """How many of its passages contain each term (by dimension)."""
 
 
 class TermCounts:
-    """BM25's document frequencies over every passage, from the documents' term counts."""
+    """BM25's document frequencies over every passage: the sum of the documents' term
+    counts, kept up to date by adding and subtracting the documents that changed."""
 
-    def __init__(self, entries: Iterator[DocumentEntry]) -> None:
-        df: Counter[int] = Counter()
-        passages = 0
-        for entry in entries:
+    def __init__(self, df: Counter[int] | None = None, passages: int = 0) -> None:
+        self._df: Counter[int] = df if df is not None else Counter()
+        self.passages = passages
+
+    def updated(
+        self, *, removed: Iterable[DocumentEntry], added: Iterable[DocumentEntry]
+    ) -> TermCounts:
+        """New counts without ``removed`` and with ``added`` (this one is unchanged)."""
+        df = self._df.copy()
+        passages = self.passages
+        for entry in removed:
+            df.subtract(entry.terms)
+            passages -= entry.passages
+        for entry in added:
             df.update(entry.terms)
             passages += entry.passages
-        self._df = df
-        self.passages = passages
+        return TermCounts(+df, passages)  # unary plus drops the terms that reached zero
 
     def idf(self, term: str) -> float:
         return bm25_idf(int(self._df.get(term_dimension(term), 0)), max(self.passages, 1))
@@ -111,6 +121,7 @@ class MilvusView:
         *,
         manifest: Manifest,
         entries: dict[str, DocumentEntry],
+        terms: TermCounts,
         texts: dict[tuple[str, str], str],
         search_params: dict[str, Any],
     ) -> None:
@@ -119,7 +130,7 @@ class MilvusView:
         self._entries = entries
         self.catalog: Mapping[str, DocumentMeta] = {d: e.meta for d, e in entries.items()}
         self.documents: Mapping[str, Document] = LazyDocuments(entries, connection, texts)
-        self.lexical = TermCounts(iter(entries.values()))
+        self.lexical = terms
         self._search_params = search_params
 
     @property

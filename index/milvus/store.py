@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 INSERT_BATCH = 1_000
-# Milvus answers at most this many rows per query (offset + limit).
+# Milvus answers at most this many rows per query (offset + limit); larger reads go in
+# batches of QUERY_BATCH.
 QUERY_LIMIT = 16_384
+QUERY_BATCH = 4_096
 # gRPC servers refuse keepalive pings more often than every 5 minutes by default (they
 # answer "too many pings" and drop the connection in the middle of a long flush); every
 # call has its own timeout, which is what notices an outage.
@@ -163,16 +165,30 @@ class MilvusConnection:
         return self.call(read)
 
     def document_infos(self) -> dict[str, dict[str, Any]]:
-        rows = self.call(
-            lambda client: client.query(
-                self.documents,
-                filter="part == 0",
-                output_fields=["doc_id", "info"],
-                limit=QUERY_LIMIT,
+        rows = self.query_all(self.documents, "part == 0", ["doc_id", "info"])
+        return {row["doc_id"]: dict(row["info"]) for row in rows}
+
+    def query_all(self, collection: str, condition: str, fields: list[str]) -> list[Any]:
+        """Every row matching ``condition``, read in batches (one query answers at most
+        16,384 rows)."""
+
+        def read(client: Any) -> list[Any]:
+            rows: list[Any] = []
+            batches = client.query_iterator(
+                collection,
+                batch_size=QUERY_BATCH,
+                filter=condition,
+                output_fields=fields,
                 timeout=self.timeout,
             )
-        )
-        return {row["doc_id"]: dict(row["info"]) for row in rows}
+            try:
+                while batch := batches.next():
+                    rows.extend(batch)
+            finally:
+                batches.close()
+            return rows
+
+        return self.call(read)
 
     def document_terms(self, doc_ids: list[str]) -> dict[str, dict[int, int]]:
         if not doc_ids:
@@ -205,19 +221,6 @@ class MilvusConnection:
             lambda client: list(
                 client.get(
                     self.collection, ids=keys, output_fields=PASSAGE_FIELDS, timeout=self.timeout
-                )
-            )
-        )
-
-    def query_passages(self, condition: str, *, limit: int) -> list[dict[str, Any]]:
-        return self.call(
-            lambda client: list(
-                client.query(
-                    self.collection,
-                    filter=condition,
-                    output_fields=PASSAGE_FIELDS,
-                    limit=min(limit, QUERY_LIMIT),
-                    timeout=self.timeout,
                 )
             )
         )

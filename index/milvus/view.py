@@ -19,7 +19,7 @@ import numpy as np
 from index.chunking import Chunk
 from index.documents import Document, DocumentMeta
 from index.lexical import bm25_idf, knows_term
-from index.milvus.schema import chunk_from_row, term_dimension, vector_key
+from index.milvus.schema import PASSAGE_FIELDS, chunk_from_row, term_dimension, vector_key
 from index.searchable import Match
 from index.snapshot import Manifest
 
@@ -142,12 +142,10 @@ class MilvusView:
         return entry.passages, entry.length
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        entry = self._entries.get(doc_id)
-        if entry is None:
+        if doc_id not in self._entries:
             return []
-        rows = self.connection.query_passages(
-            f"doc_id == {json.dumps(doc_id)} and slot == 0", limit=max(entry.passages, 1)
-        )
+        condition = f"doc_id == {json.dumps(doc_id)} and slot == 0"
+        rows = self.connection.query_all(self.connection.collection, condition, PASSAGE_FIELDS)
         return sorted((chunk_from_row(row) for row in rows), key=lambda chunk: chunk.ordinal)
 
     def chunk_by_id(self, chunk_id: str) -> Chunk | None:

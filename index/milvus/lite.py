@@ -62,14 +62,14 @@ class LiteServer:
         raise RuntimeError(f"Milvus Lite did not answer on {self.uri} in {timeout_s:.0f} s")
 
     def answers(self) -> bool:
-        from pymilvus import MilvusClient
+        from index.milvus.store import client
 
         try:
-            client = MilvusClient(uri=self.uri, timeout=2)
-        except Exception:
+            probe = client(self.uri, timeout=2)
+        except Exception:  # not up yet, whatever the reason
             return False
         with contextlib.suppress(Exception):
-            client.close()
+            probe.close()
         return True
 
     def stop(self) -> None:

@@ -59,6 +59,18 @@ QUERY_BATCH = 4_096
 # answer "too many pings" and drop the connection in the middle of a long flush); every
 # call has its own timeout, which is what notices an outage.
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
+
+
+def client(uri: str, *, token: str = "", timeout: float) -> Any:
+    """A client with a connection of its own (pymilvus otherwise shares one per URI, with
+    whatever options its first user gave it)."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(
+        uri=uri, token=token, timeout=timeout, grpc_options=GRPC_OPTIONS, dedicated=True
+    )
+
+
 BUILD_HINT = "build it with `make index STORE=milvus` (or `python -m index build`)"
 
 
@@ -114,12 +126,8 @@ class MilvusConnection:
 
         try:
             if self._client is None:
-                from pymilvus import MilvusClient
-
                 token = self._token.get_secret_value() if self._token else ""
-                self._client = MilvusClient(
-                    uri=self.uri, token=token, timeout=self.timeout, grpc_options=GRPC_OPTIONS
-                )
+                self._client = client(self.uri, token=token, timeout=self.timeout)
             try:
                 return operation(self._client)
             except MilvusException as exc:

@@ -265,22 +265,26 @@ class ServiceState:
 
     def follow(self, seen: str | None) -> None:
         """Serve the version the store names now (``seen``), moved by another process."""
+        parts = self._parts
+        assert parts is not None  # noqa: S101 - followed only once loaded
         with self._swap:
             if seen == self._seen:
                 return
             try:
-                snapshot = open_snapshot(self.parts)
+                snapshot = open_snapshot(parts)
             except IndexUnavailableError:
                 raise  # the store is away: this version is tried again once it is back
             except Exception:
                 self._seen = seen  # once per move: a version that cannot load is logged once
                 raise
-            store = self.parts.store
-            self._serve(Saved(store.loaded_version, snapshot), seen=seen)
-        log.info("serving index version %s", store.loaded_version)
+            self._serve(Saved(parts.store.loaded_version, snapshot), seen=seen)
+        log.info("serving index version %s", parts.store.loaded_version)
 
     def _serve(self, saved: Saved, *, seen: str | None) -> None:
-        self.retriever.use(saved.snapshot)
+        """Serve ``saved`` (also while ``unavailable`` is set: following a store that came
+        back must not wait for the flag it clears)."""
+        assert self._retriever is not None  # noqa: S101 - set before anything is served
+        self._retriever.use(saved.snapshot)
         self._served, self._seen = saved, seen
 
 

@@ -40,11 +40,14 @@ QUANTUM = (
 )
 
 
-def until(check: Callable[[], bool], timeout_s: float = WAIT_S) -> float:
-    """Poll ``check`` until it holds; returns the seconds it took (fails past the bound)."""
+def until(
+    check: Callable[[], bool], timeout_s: float = WAIT_S, state: Callable[[], object] = str
+) -> float:
+    """Poll ``check`` until it holds; returns the seconds it took (fails past the bound,
+    saying what ``state`` says)."""
     start = time.monotonic()
     while not check():
-        assert time.monotonic() - start < timeout_s, "did not happen in time"
+        assert time.monotonic() - start < timeout_s, f"did not happen in time: {state()}"
         time.sleep(0.1)
     return time.monotonic() - start
 
@@ -222,11 +225,16 @@ def _found(url: str, doc_id: str) -> bool:
     return reply.status_code == 200 and any(p["doc_id"] == doc_id for p in reply.json()["passages"])
 
 
-def _status(url: str, path: str = "/readyz") -> int:
+def _status(url: str) -> int:
     try:
-        return httpx.get(f"{url}{path}", timeout=30).status_code
+        return httpx.get(f"{url}/readyz", timeout=30).status_code
     except httpx.HTTPError:
         return 0
+
+
+def _ready(urls: list[str]) -> list[str]:
+    """What each replica's /readyz says."""
+    return [httpx.get(f"{url}/readyz", timeout=30).text for url in urls]
 
 
 def test_two_replicas_share_one_truth(
@@ -287,10 +295,13 @@ def test_two_replicas_share_one_truth(
                 reply = _ask(url, "北京独角兽企业有多少家？")
                 assert reply.status_code == 503 and "unavailable" in reply.json()["detail"]
             server.start()
-            healed = until(lambda: _status(a) == 200 and _status(b) == 200)
+            healed = until(
+                lambda: _status(a) == 200 and _status(b) == 200, state=lambda: _ready(urls)
+            )
             for url in urls:
                 body = _ask(url, "北京独角兽企业有多少家？").json()
                 assert "115家" in body["answer"]["text"]
+                assert not _found(url, "quantum-plan")  # the removal outlived the outage
         print(
             f"\ntwo replicas: add seen by the other in {added:.2f} s, removal gone from both "
             f"in {removed:.2f} s, outage seen in {down:.2f} s, recovered in {healed:.2f} s"

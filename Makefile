@@ -9,6 +9,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# Where the index lives: local (this machine's snapshots) or milvus (a shared collection;
+# `make serve STORE=milvus` runs a Milvus Lite server over MILVUS_DATA on MILVUS_PORT, a
+# free one unless given). Commands without STORE follow POLICY_QA_STORE (default local).
+MILVUS_DATA ?= var/milvus.db
+MILVUS_PORT ?= 0
+ifdef STORE
+export POLICY_QA_STORE := $(STORE)
+endif
 
 # Nothing may reach a model hub at run time; the default model is built from a package.
 export HF_HUB_OFFLINE := 1
@@ -39,11 +47,16 @@ system-deps: ## Debian packages the browser tests and plots need (chromium, CJK 
 model: install ## Build the default multilingual-e5-small model from its package (once)
 	$(BIN)/python -m index model
 
-index: model ## Build the index if the corpus, model or chunking changed
+index: model ## Build the index if the corpus, model or chunking changed (STORE=milvus: in Milvus)
 	$(BIN)/python -m index build
 
-serve: index ## Set up everything and serve on http://$(HOST):$(PORT)
+serve: index ## Set up everything and serve on http://$(HOST):$(PORT) (STORE=milvus: on Milvus Lite)
+ifeq ($(POLICY_QA_STORE),milvus)
+	$(BIN)/python -m index.milvus.lite $(MILVUS_DATA) --port $(MILVUS_PORT) -- \
+		env WEB_CONCURRENCY=$(WORKERS) POLICY_QA_HOST=$(HOST) POLICY_QA_PORT=$(PORT) $(BIN)/python -m service
+else
 	WEB_CONCURRENCY=$(WORKERS) POLICY_QA_HOST=$(HOST) POLICY_QA_PORT=$(PORT) $(BIN)/python -m service
+endif
 
 test: install system-deps model ## Lint, type-check and run the whole test suite
 	$(BIN)/ruff check .
@@ -81,7 +94,7 @@ audit: install ## Check the installed dependencies for known vulnerabilities (ne
 	fi; \
 	rm -f $$log; exit $$status
 
-eval: index ## Evaluate passages and answers on the gold set (GOLD=FILE for another); writes var/reports/
+eval: index ## Evaluate passages and answers on the gold set (GOLD=FILE, STORE=milvus); writes var/reports/
 	$(BIN)/python -m eval $(if $(GOLD),--gold $(GOLD)) $(EVAL_ARGS)
 
 bench: index ## Latency benchmark of the real server over loopback

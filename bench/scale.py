@@ -340,6 +340,27 @@ def new_document(pool: SentencePool, seed: int) -> Document:
     return Document(meta=meta, text="\n".join(paragraphs))
 
 
+def synthetic_documents(n: int, settings: Settings, pool: SentencePool) -> list[Document]:
+    """Documents of pool sentences, ~20 passages each, until ``n`` passages."""
+    documents: list[Document] = []
+    passages = 0
+    while passages < n:
+        text = new_document(pool, SEED + len(documents) + 1).text
+        meta = DocumentMeta(
+            id=f"doc-{len(documents)}", title_zh="文件", title_en="Document", source="-"
+        )
+        documents.append(Document(meta=meta, text=text))
+        passages += len(
+            chunk_document(
+                documents[-1],
+                chunk_size=settings.chunk_size,
+                chunk_overlap=settings.chunk_overlap,
+                min_chars=settings.min_chunk_chars,
+            )
+        )
+    return documents
+
+
 # ---- phases (each in a fresh process) ---------------------------------------------------------
 
 
@@ -639,22 +660,7 @@ def phase_persist(n: int, folder: Path) -> dict[str, Any]:
 
     settings, tokenizer, pool = real_text()
     embedder: Any = SyntheticEmbedder(SEED)
-    documents: list[Document] = []
-    passages = 0
-    while passages < n:  # documents of pool sentences, ~20 passages each
-        document = new_document(pool, SEED + len(documents) + 1)
-        meta = DocumentMeta(
-            id=f"doc-{len(documents)}", title_zh="文件", title_en="Document", source="-"
-        )
-        documents.append(Document(meta=meta, text=document.text))
-        passages += len(
-            chunk_document(
-                documents[-1],
-                chunk_size=settings.chunk_size,
-                chunk_overlap=settings.chunk_overlap,
-                min_chars=settings.min_chunk_chars,
-            )
-        )
+    documents = synthetic_documents(n, settings, pool)
     log(f"{n:,}: building a real index of {len(documents):,} documents")
     start = time.perf_counter()
     snapshot = build_snapshot(documents, embedder=embedder, tokenizer=tokenizer, settings=settings)
@@ -739,6 +745,12 @@ def _mmap_cell(query: dict[str, Any], when: str) -> str:
 def size_report(n: int, data: dict[str, Any]) -> str:
     """The tables for one corpus size."""
     parts = [f"### {n:,} passages"]
+    if "milvus" in data:
+        from bench.scale_milvus import milvus_report
+
+        parts.append(
+            "Local store and Milvus Lite, same documents:\n\n" + milvus_report(n, data["milvus"])
+        )
     builds: dict[str, Any] = data.get("dense_build", {})
     queries: dict[str, Any] = data.get("dense_query", {})
     lexical = data.get("lexical_build")
@@ -1009,8 +1021,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--phases",
-        default="build,query,update,persist",
-        help="any of build,query,update,persist; later phases reuse kept builds",
+        default="build,query,update,persist,milvus",
+        help="any of build,query,update,persist,milvus; later phases reuse kept builds",
+    )
+    parser.add_argument(
+        "--milvus-sizes",
+        default="10000,100000",
+        help="the sizes the milvus phase (local store and Milvus Lite side by side) runs at",
     )
     parser.add_argument("--types", default=",".join(INDEX_TYPES), help="dense index types")
     parser.add_argument(
@@ -1083,6 +1100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             save()
         if "persist" in phases and n == args.update_size:
             data["persist"] = run_isolated(phase_persist, n, folder)
+            save()
+        if "milvus" in phases and str(n) in args.milvus_sizes.split(","):
+            from bench.scale_milvus import phase_milvus
+
+            data["milvus"] = run_isolated(phase_milvus, n, folder, args.queries)
             save()
         print(size_report(n, data), flush=True)
         if not args.keep:

@@ -39,7 +39,8 @@ def local_target(retriever: Retriever, answerer: Answerer) -> Target:
         )
 
     snapshot = retriever.snapshot
-    return Target("in-process", ask, dict(snapshot.documents), list(snapshot.chunks.values()))
+    chunks = [chunk for doc_id in snapshot.catalog for chunk in snapshot.chunks_of(doc_id)]
+    return Target("in-process", ask, dict(snapshot.documents), chunks)
 
 
 def in_process_target(settings: Settings) -> Target:

@@ -10,6 +10,7 @@ removing a document that is still in the deltas. Removing any other document reb
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -54,6 +55,40 @@ def _chunks(document: Document, params: dict[str, int]) -> list[Chunk]:
     )
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """Documents cut into passages, embedded and tokenised: what either store indexes."""
+
+    chunks: dict[int, Chunk]
+    """Passages by row id (consecutive from the first row given)."""
+    vectors: np.ndarray
+    ids: np.ndarray
+    """Each vector's id: row * VECTOR_SLOTS + slot (0 the passage, j its sentence j-1)."""
+    tokens: dict[int, list[str]]
+    """Each passage's BM25 terms (of its text with its section path)."""
+
+
+def embed_documents(
+    documents: list[Document],
+    *,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    chunking: dict[str, int],
+    first_row: int = 0,
+    show_progress: bool = False,
+) -> Embedded:
+    """Chunk, embed and tokenise documents; rows are numbered from ``first_row``."""
+    chunks = [
+        chunk
+        for document in tqdm(documents, desc="chunking", unit="doc", disable=not show_progress)
+        for chunk in _chunks(document, chunking)
+    ]
+    rows = {first_row + i: chunk for i, chunk in enumerate(chunks)}
+    vectors, ids = _embed(rows, embedder, show_progress=show_progress)
+    tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in rows.items()}
+    return Embedded(chunks=rows, vectors=vectors, ids=ids, tokens=tokens)
+
+
 def build_snapshot(
     documents: list[Document],
     *,
@@ -64,24 +99,23 @@ def build_snapshot(
 ) -> Snapshot:
     """Chunk, embed and index every document from scratch."""
     params = chunking_params(settings)
-    chunks = [
-        chunk
-        for document in tqdm(documents, desc="chunking", unit="doc", disable=not show_progress)
-        for chunk in _chunks(document, params)
-    ]
-    rows = dict(enumerate(chunks))
-    vectors, ids = _embed(rows, embedder, show_progress=show_progress)
-    index_type = choose_index_type(len(ids), settings.index_type)
-    dense = DenseIndex.create(embedder.dimension, index_type, training=vectors)
-    dense.add(vectors, ids)
-    tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in enumerate(chunks)}
+    embedded = embed_documents(
+        documents,
+        embedder=embedder,
+        tokenizer=tokenizer,
+        chunking=params,
+        show_progress=show_progress,
+    )
+    index_type = choose_index_type(len(embedded.ids), settings.index_type)
+    dense = DenseIndex.create(embedder.dimension, index_type, training=embedded.vectors)
+    dense.add(embedded.vectors, embedded.ids)
     return _assemble(
         documents={d.id: d for d in documents},
-        chunks=dict(enumerate(chunks)),
-        tokens=tokens,
-        lexical=_full_lexical(tokens),
+        chunks=embedded.chunks,
+        tokens=embedded.tokens,
+        lexical=_full_lexical(embedded.tokens),
         dense=dense,
-        next_row_id=len(chunks),
+        next_row_id=len(embedded.chunks),
         model_id=embedder.model_id,
         chunking=params,
         main_segment=new_main_segment(),
@@ -103,11 +137,15 @@ def with_document(
     base = (
         without_document(snapshot, document.id) if document.id in snapshot.documents else snapshot
     )
-    new_chunks = _chunks(document, base.manifest.chunking)
     start = base.manifest.next_row_id
-    new_rows = {start + i: chunk for i, chunk in enumerate(new_chunks)}
-    vectors, ids = _embed(new_rows, embedder)
-    new_tokens = {row: tokenizer.tokenize(chunk.context_text) for row, chunk in new_rows.items()}
+    new = embed_documents(
+        [document],
+        embedder=embedder,
+        tokenizer=tokenizer,
+        chunking=base.manifest.chunking,
+        first_row=start,
+    )
+    new_rows, vectors, ids, new_tokens = new.chunks, new.vectors, new.ids, new.tokens
     tokens = {**base.tokens, **new_tokens}
     if _delta_full(base, len(new_rows)):  # fold every delta into new main segments
         dense = base.dense.compacted()
@@ -122,7 +160,7 @@ def with_document(
         tokens=tokens,
         lexical=lexical,
         dense=dense,
-        next_row_id=start + len(new_chunks),
+        next_row_id=start + len(new_rows),
         model_id=base.manifest.model_id,
         chunking=base.manifest.chunking,
         main_segment=main_segment,

@@ -10,6 +10,9 @@ The CLI and the service both change documents through here. Each change:
    the catalog. A full disk fails here, and nothing live has changed;
 4. switches them in by renames: the source, the catalog, then ``CURRENT``.
 
+With Milvus the index is written at step 3, after the corpus files are staged, and every
+replica sees it at once (Milvus has no transactions to hold it back); the renames follow.
+
 The corpus is the truth and the index is derived from it, so the corpus moves first. A
 crash after the catalog and before ``CURRENT`` leaves the previous index serving beside a
 catalog that is ahead of it: the next start finds that the index no longer matches the
@@ -19,24 +22,24 @@ names: nothing reads it, and the next upload with that id replaces it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.build import with_document, without_document
 from index.documents import Document, DocumentMeta, catalog_bytes, load_catalog
 from index.errors import ConflictError, IndexWriteError, NotFoundError
 from index.files import StagedFile
 from index.pipeline import Components, ensure_snapshot, open_snapshot
-from index.snapshot import Snapshot
-from index.store import PendingVersion
+from index.searchable import Searchable
+from index.stores import Pending
 
 
 @dataclass(frozen=True)
 class Saved:
-    """An index version as saved, and its snapshot."""
+    """An index version as saved, and the index."""
 
     version: str | None
-    snapshot: Snapshot
+    snapshot: Searchable
 
 
 class DocumentChanges:
@@ -61,22 +64,19 @@ class DocumentChanges:
             ConflictError: the id exists and ``replace`` is False.
             IndexWriteError: something could not be written; nothing changed.
         """
-        with self.parts.store.locked():
+        parts = self.parts
+        with parts.store.locked():
             base = self._latest(held)
-            catalog = load_catalog(self.parts.settings.catalog_path)
-            listed = {entry.id for entry in catalog} | base.snapshot.documents.keys()
+            catalog = load_catalog(parts.settings.catalog_path)
+            listed = {entry.id for entry in catalog} | base.snapshot.catalog.keys()
             if document.id in listed and not replace:
                 raise ConflictError(f"document {document.id!r} exists; remove it first")
-            updated = with_document(
-                base.snapshot,
-                document,
-                embedder=self.parts.embedder,
-                tokenizer=self.parts.tokenizer,
-            )
             return self._commit(
-                updated,
+                lambda: parts.store.prepare_add(
+                    base.snapshot, document, embedder=parts.embedder, tokenizer=parts.tokenizer
+                ),
                 catalog=[*(e for e in catalog if e.id != document.id), document.meta],
-                source=(self.parts.settings.corpus_dir / document.meta.source, source),
+                source=(parts.settings.corpus_dir / document.meta.source, source),
             )
 
     def remove(self, doc_id: str, *, held: Saved | None = None) -> Saved:
@@ -86,13 +86,14 @@ class DocumentChanges:
             NotFoundError: the index has no such document.
             IndexWriteError: something could not be written; nothing changed.
         """
-        with self.parts.store.locked():
+        parts = self.parts
+        with parts.store.locked():
             base = self._latest(held)
-            if doc_id not in base.snapshot.documents:
+            if doc_id not in base.snapshot.catalog:
                 raise NotFoundError(f"document {doc_id!r} is not in the index")
-            catalog = load_catalog(self.parts.settings.catalog_path)
+            catalog = load_catalog(parts.settings.catalog_path)
             return self._commit(
-                without_document(base.snapshot, doc_id),
+                lambda: parts.store.prepare_remove(base.snapshot, doc_id, embedder=parts.embedder),
                 catalog=[e for e in catalog if e.id != doc_id],
             )
 
@@ -107,36 +108,38 @@ class DocumentChanges:
         return Saved(self.parts.store.loaded_version, snapshot)
 
     def _latest(self, held: Saved | None) -> Saved:
-        """The version ``CURRENT`` names (``held`` if it is that one), loaded."""
+        """The version the store names now (``held`` if it is that one), opened."""
         store = self.parts.store
-        if held is not None and held.version == store.current_version():
+        if held is not None and held.version == store.version():
             return held
         snapshot = open_snapshot(self.parts)
         return Saved(store.loaded_version, snapshot)
 
     def _commit(
         self,
-        snapshot: Snapshot,
+        prepare: Callable[[], Pending],
         *,
         catalog: list[DocumentMeta],
         source: tuple[Path, bytes] | None = None,
     ) -> Saved:
-        """Write everything beside the live files, then rename: source, catalog, CURRENT."""
+        """Write everything beside the live files, then rename: source, catalog, index.
+
+        The corpus files are staged first: what can fail here fails before the index
+        changes (a Milvus write is seen by every replica at once and cannot be taken back).
+        """
         staged: list[StagedFile] = []
-        pending: PendingVersion | None = None
+        pending: Pending | None = None
         try:
-            pending = self.parts.store.prepare(snapshot)
             if source is not None:
                 staged.append(StagedFile(*source))
             staged.append(StagedFile(self.parts.settings.catalog_path, catalog_bytes(catalog)))
+            pending = prepare()
         except BaseException as exc:
             for file in staged:
                 file.discard()
-            if pending is not None:
-                pending.discard()
             if isinstance(exc, OSError):
                 raise IndexWriteError.from_os_error(exc) from exc
             raise
         for file in staged:
             file.commit()
-        return Saved(pending.commit(), snapshot)
+        return Saved(pending.commit(), pending.index)

@@ -5,7 +5,6 @@ Run as ``python -m index --help`` (or the ``policy-qa`` console script).
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +26,7 @@ from index.pipeline import (
 )
 from index.retriever import MODES, Mode
 from index.settings import Settings
+from index.snapshot import Snapshot
 
 app = typer.Typer(
     help="policy-qa: build and query the bilingual policy index.", no_args_is_help=True
@@ -69,7 +69,8 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if up to date."
     verb = "built" if built else "up to date"
     console.print(
         f"index {verb}: {len(snapshot.documents)} documents, {snapshot.manifest.passages} "
-        f"passages, {snapshot.manifest.index_type} ({parts.store.current_version()})"
+        f"passages, {snapshot.manifest.index_type} in {parts.store.kind} "
+        f"({parts.store.version()})"
     )
 
 
@@ -107,7 +108,7 @@ def add(
         saved = DocumentChanges(_components()).add(document, data, replace=replace)
     except PolicyQAError as error:
         raise _fail(error) from error
-    added = sum(1 for c in saved.snapshot.chunks.values() if c.doc_id == doc_id)
+    added, _ = saved.snapshot.document_size(doc_id)
     console.print(f"added {doc_id}: {added} passages; index now {saved.snapshot.manifest.passages}")
 
 
@@ -130,21 +131,20 @@ def stats() -> None:
         snapshot = open_snapshot(parts)
     except PolicyQAError as error:
         raise _fail(error) from error
-    table = Table(title=f"index {parts.store.current_version()}")
+    table = Table(title=f"{parts.store.kind} index {parts.store.version()}")
     for column in ("document", "title", "passages", "characters"):
         table.add_column(column)
-    passages = Counter(chunk.doc_id for chunk in snapshot.chunks.values())
-    for doc_id, document in snapshot.documents.items():
-        table.add_row(
-            doc_id, document.meta.title_en, str(passages[doc_id]), str(len(document.text))
-        )
+    for doc_id, meta in snapshot.catalog.items():
+        passages, characters = snapshot.document_size(doc_id)
+        table.add_row(doc_id, meta.title_en, str(passages), str(characters))
     console.print(table)
     m = snapshot.manifest
     console.print(f"model {m.model_id} ({m.dimension}-d), {m.index_type}, chunking {m.chunking}")
-    console.print(
-        f"added since the main segment was built: {snapshot.lexical.delta_size} passages, "
-        f"{snapshot.dense.delta_size} vectors"
-    )
+    if isinstance(snapshot, Snapshot):
+        console.print(
+            f"added since the main segment was built: {snapshot.lexical.delta_size} passages, "
+            f"{snapshot.dense.delta_size} vectors"
+        )
 
 
 @app.command()

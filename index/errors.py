@@ -51,6 +51,11 @@ class IndexNotReadyError(PolicyQAError):
     """The index is still loading or failed to load."""
 
 
+class IndexUnavailableError(IndexNotReadyError):
+    """The index store (a Milvus server) cannot be reached or did not answer in time; the
+    request is refused whole, and the service recovers when the store is back."""
+
+
 class CorpusError(PolicyQAError):
     """The catalog or a source document cannot be read."""
 

@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,12 +146,12 @@ class LexicalIndex:
             df = main_df + (0 if delta is None else len(delta[0]))
             if df == 0:
                 continue
-            idf = _idf(df, self.size)
+            idf = bm25_idf(df, self.size)
             if main is not None:
                 # The main segment stored idf(main) * tf-part; rescale to the collection's idf.
                 positions, values = main
                 scores[positions] += values * np.float32(
-                    count * idf / _idf(main_df, self.main_size)
+                    count * idf / bm25_idf(main_df, self.main_size)
                 )
             if delta is not None:
                 positions, tf = delta
@@ -170,19 +170,18 @@ class LexicalIndex:
         main = self._main.postings(term)
         delta = self._delta.postings.get(term)
         df = (0 if main is None else len(main[0])) + (0 if delta is None else len(delta[0]))
-        return _idf(df, max(self.size, 1))
+        return bm25_idf(df, max(self.size, 1))
 
     def knows(self, term: str) -> bool:
         """Whether the corpus contains ``term`` (a word, or all its character bigrams)."""
+        return knows_term(
+            term, lambda word: word in self._main.vocabulary or word in self._delta.postings
+        )
 
-        def known(word: str) -> bool:
-            return word in self._main.vocabulary or word in self._delta.postings
-
-        if known(term):
-            return True
-        runs = _CJK_RUN.findall(term)
-        bigrams = [run[i : i + 2] for run in runs for i in range(len(run) - 1)]
-        return bool(bigrams) and all(known(b) for b in bigrams)
+    @property
+    def mean_length(self) -> float:
+        """The main segment's mean passage length in terms (what BM25 normalises by)."""
+        return self._main.mean_length
 
     def save(self, folder: Path, *, main: bool = True) -> None:
         """Write the index to ``folder``; ``main=False`` writes only what an added passage
@@ -377,9 +376,28 @@ class _Postings:
         return cls(scores, passages, offsets, term_ids, length)
 
 
-def _idf(df: int, n: int) -> float:
+def bm25_idf(df: int, n: int) -> float:
     """Lucene's BM25 idf, the variant bm25s computes by default."""
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def knows_term(term: str, known: Callable[[str], bool]) -> bool:
+    """Whether a corpus whose terms ``known`` recognises contains ``term``: the term itself,
+    or every character bigram of it (a name jieba does not split the same way)."""
+    if known(term):
+        return True
+    runs = _CJK_RUN.findall(term)
+    bigrams = [run[i : i + 2] for run in runs for i in range(len(run) - 1)]
+    return bool(bigrams) and all(known(b) for b in bigrams)
+
+
+def passage_term_weights(tokens: list[str], mean_length: float) -> dict[str, float]:
+    """A passage's BM25 weight per term before idf, tf / (tf + k1 (1 - b + b len / mean)):
+    what the main segment stores times idf. A query's score is the sum, over its terms, of
+    count x idf x this weight."""
+    terms = tokens or [""]  # an empty passage still counts, with one empty term
+    norm = K1 * (1 - B + B * len(terms) / mean_length)
+    return {term: tf / (tf + norm) for term, tf in Counter(terms).items()}
 
 
 # Below this many rows a plain partial sort is as fast as sampling.

@@ -10,16 +10,16 @@ import logging
 from dataclasses import dataclass
 
 from index.answer import Answerer
-from index.build import build_snapshot, check_compatible, is_up_to_date
+from index.build import is_up_to_date
 from index.documents import load_corpus
 from index.embedding import Embedder
 from index.errors import IndexFormatError
 from index.glossary import Glossary
 from index.lexical import Tokenizer
 from index.retriever import Retriever
+from index.searchable import Searchable
 from index.settings import Settings
-from index.snapshot import Snapshot
-from index.store import IndexStore
+from index.stores import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Components:
     embedder: Embedder
     tokenizer: Tokenizer
     glossary: Glossary
-    store: IndexStore
+    store: Store
 
 
 def load_components(settings: Settings, *, embedder: Embedder | None = None) -> Components:
@@ -43,23 +43,24 @@ def load_components(settings: Settings, *, embedder: Embedder | None = None) -> 
         embedder=embedder or Embedder.from_settings(settings),
         tokenizer=Tokenizer(glossary.chinese_terms),
         glossary=glossary,
-        store=IndexStore(settings.index_root),
+        store=open_store(settings),
     )
 
 
 def ensure_snapshot(
     parts: Components, *, force: bool = False, show_progress: bool = False
-) -> tuple[Snapshot, bool]:
-    """Build and save the index if it is missing or stale, then load it.
+) -> tuple[Searchable, bool]:
+    """Build the index if it is missing or stale, then open it.
 
     Holds the store's change lock, so processes starting together build it once.
 
     Returns:
-        The snapshot and whether it was (re)built.
+        The index and whether it was (re)built.
 
     Raises:
         CorpusError: the corpus cannot be read.
         IndexWriteError: the new index could not be written.
+        IndexUnavailableError: the store cannot be reached.
     """
     with parts.store.locked():
         documents = load_corpus(parts.settings.corpus_dir)
@@ -73,23 +74,18 @@ def ensure_snapshot(
         ):
             return open_snapshot(parts), False
         log.info("building index for %d documents", len(documents))
-        snapshot = build_snapshot(
+        index, _ = parts.store.build(
             documents,
             embedder=parts.embedder,
             tokenizer=parts.tokenizer,
-            settings=parts.settings,
             show_progress=show_progress,
         )
-        parts.store.save(snapshot)
-        return snapshot, True
+        return index, True
 
 
-def open_snapshot(parts: Components, *, mmap: bool | None = None) -> Snapshot:
-    """Load the saved index (memory-mapped unless settings or ``mmap`` say otherwise) and
-    refuse it if it was built with another model."""
-    snapshot = parts.store.load(mmap=parts.settings.mmap_index if mmap is None else mmap)
-    check_compatible(snapshot.manifest, embedder=parts.embedder)
-    return snapshot
+def open_snapshot(parts: Components) -> Searchable:
+    """Open the current index and refuse it if it was built with another model."""
+    return parts.store.open(embedder=parts.embedder)
 
 
 def make_answerer(parts: Components) -> Answerer:
@@ -102,7 +98,7 @@ def make_answerer(parts: Components) -> Answerer:
     )
 
 
-def make_retriever(parts: Components, snapshot: Snapshot) -> Retriever:
+def make_retriever(parts: Components, snapshot: Searchable) -> Retriever:
     return Retriever(
         snapshot,
         embedder=parts.embedder,

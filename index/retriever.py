@@ -8,25 +8,25 @@ the dense model sees the question plus the same terms.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
-import numpy as np
-
+from index.chunking import Chunk
 from index.embedding import Embedder
 from index.errors import InvalidInputError
 from index.glossary import Glossary
 from index.language import QueryLanguage, detect_language
 from index.lexical import Tokenizer
 from index.references import DocumentKinds, References
+from index.searchable import Match, Searchable
 from index.settings import Settings
-from index.snapshot import Snapshot, split_vector_id, vector_ids
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 # Dense hits are sentences; fetch enough of them to cover ``candidates`` distinct passages.
 VECTORS_PER_PASSAGE = 6
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class SearchResult:
     expansions: list[str]
     hits: list[Hit]
     best_dense: float | None
-    snapshot: Snapshot
+    snapshot: Searchable
     """The snapshot that was searched: what the hits' offsets and statistics refer to."""
     references: References = field(default_factory=References.none)
     """The documents the question names by kind ("the work plan")."""
@@ -80,17 +80,19 @@ def expand_question(
     return language, expansions, " ".join([language.text, *expansions])
 
 
-def weighted_rrf(rankings: Iterable[tuple[float, list[int]]], *, k: int) -> list[tuple[int, float]]:
+def weighted_rrf(
+    rankings: Iterable[tuple[float, Sequence[Key]]], *, k: int
+) -> list[tuple[Key, float]]:
     """Weighted reciprocal-rank fusion, normalised so 1.0 means "first everywhere".
 
     Args:
-        rankings: (weight, row ids best first) per retriever.
+        rankings: (weight, passage keys best first) per retriever.
         k: the RRF constant; larger flattens the rank curve.
 
     Returns:
-        (row id, fused score) pairs, best first; ties keep first-seen order.
+        (key, fused score) pairs, best first; ties keep first-seen order.
     """
-    fused: dict[int, float] = {}
+    fused: dict[Key, float] = {}
     total_weight = 0.0
     for weight, rows in rankings:
         total_weight += weight
@@ -109,7 +111,7 @@ class Retriever:
 
     def __init__(
         self,
-        snapshot: Snapshot,
+        snapshot: Searchable,
         *,
         embedder: Embedder,
         tokenizer: Tokenizer,
@@ -121,9 +123,9 @@ class Retriever:
         self.tokenizer = tokenizer
         self.glossary = glossary
         self.settings = settings
-        self._kinds: tuple[Snapshot, DocumentKinds] | None = None
+        self._kinds: tuple[Searchable, DocumentKinds] | None = None
 
-    def use(self, snapshot: Snapshot) -> None:
+    def use(self, snapshot: Searchable) -> None:
         """Serve ``snapshot`` from now on; in-flight searches finish on the old one."""
         self.snapshot = snapshot
 
@@ -159,63 +161,65 @@ class Retriever:
         # page; the named document is preferred in the fusion instead.
         expansions = [term for term in expansions if not references.is_naming(term)]
         query_text = " ".join([language.text, *expansions])
-        allowed_rows, lexical_mask = self._filters(snapshot, doc_ids)
+        doc_filter = self._filter(snapshot, doc_ids)
         depth = max(self.settings.candidates, top_k)
 
-        dense: list[tuple[int, float]] = []
-        best_slot: dict[int, int] = {}
-        vector_scores: dict[int, float] = {}
+        dense: list[Match] = []
+        best_vector: dict[str, Match] = {}
+        vector_scores: dict[tuple[str, int], float] = {}
         if mode in ("hybrid", "dense"):
             vector = self.embedder.embed_query(query_text)
             timings["embed"] = _ms_since(clock)
             clock = time.perf_counter()
-            allowed_vectors = (
-                None if allowed_rows is None else snapshot.vector_ids_for_rows(allowed_rows)
+            vector_hits = snapshot.search_dense(
+                vector, depth * VECTORS_PER_PASSAGE, doc_ids=doc_filter
             )
-            vector_hits = snapshot.dense.search(
-                vector, depth * VECTORS_PER_PASSAGE, allowed=allowed_vectors
-            )
-            vector_scores = dict(vector_hits)
-            dense, best_slot = _best_per_passage(vector_hits)
-            dense = dense[:depth]
+            vector_scores = {(m.chunk_id, m.slot): m.score for m in vector_hits}
+            best_vector = _best_per_passage(vector_hits)
+            dense = list(best_vector.values())[:depth]
             timings["dense"] = _ms_since(clock)
             clock = time.perf_counter()
         tokens = self.tokenizer.tokenize(query_text)
-        lexical: list[tuple[int, float]] = []
+        lexical: list[Match] = []
         if mode in ("hybrid", "lexical"):
-            lexical = self._lexical(snapshot, tokens, depth, lexical_mask)
+            lexical = snapshot.search_lexical(tokens, depth, doc_ids=doc_filter)
             timings["lexical"] = _ms_since(clock)
             clock = time.perf_counter()
 
-        dense_scores = dict(dense)
-        lexical_scores = dict(lexical)
+        dense_by_id = {m.chunk_id: m for m in dense}
+        lexical_by_id = {m.chunk_id: m for m in lexical}
+        ranked: list[tuple[str, float]]
         if mode == "dense":
-            ranked = dense
+            ranked = [(m.chunk_id, m.score) for m in dense]
         elif mode == "lexical":
-            ranked = lexical
+            ranked = [(m.chunk_id, m.score) for m in lexical]
         else:
             ranked = weighted_rrf(
                 [
-                    (self.settings.dense_weight, [row for row, _ in dense]),
-                    (self.settings.lexical_weight, [row for row, _ in lexical]),
+                    (self.settings.dense_weight, [m.chunk_id for m in dense]),
+                    (self.settings.lexical_weight, [m.chunk_id for m in lexical]),
                 ],
                 k=self.settings.rrf_k,
             )
-            ranked = _prefer(ranked, snapshot, references, self.settings.named_document_bonus)
+            doc_of = {m.chunk_id: m.doc_id for m in (*lexical, *dense)}
+            ranked = _prefer(ranked, doc_of, references, self.settings.named_document_bonus)
+        chosen = ranked[:top_k]
+        chunks = snapshot.chunks_by_id([chunk_id for chunk_id, _ in chosen])
         hits = [
             self._hit(
                 snapshot,
-                row,
+                chunks[chunk_id],
                 score,
-                dense_scores.get(row),
-                lexical_scores.get(row),
-                best_slot.get(row),
+                dense_by_id.get(chunk_id),
+                lexical_by_id.get(chunk_id),
+                best_vector.get(chunk_id),
                 vector_scores,
             )
-            for row, score in ranked[:top_k]
+            for chunk_id, score in chosen
+            if chunk_id in chunks  # a passage removed since the search found it
         ]
         timings["fuse"] = _ms_since(clock)
-        best_dense = dense[0][1] if dense else None
+        best_dense = dense[0].score if dense else None
         return SearchResult(
             language=language,
             expansions=expansions,
@@ -227,98 +231,80 @@ class Retriever:
             timings_ms=timings,
         )
 
-    def document_kinds(self, snapshot: Snapshot) -> DocumentKinds:
+    def document_kinds(self, snapshot: Searchable) -> DocumentKinds:
         """The catalog's documents by kind, worked out once per snapshot."""
         cached = self._kinds
         if cached is None or cached[0] is not snapshot:
-            cached = (snapshot, DocumentKinds(d.meta for d in snapshot.documents.values()))
+            cached = (snapshot, DocumentKinds(snapshot.catalog.values()))
             self._kinds = cached
         return cached[1]
 
     @staticmethod
-    def _lexical(
-        snapshot: Snapshot, tokens: list[str], depth: int, mask: np.ndarray | None
-    ) -> list[tuple[int, float]]:
-        """BM25's best passages as (row, score)."""
-        found = snapshot.lexical.search(tokens, k=depth, allowed=mask)
-        # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
-        rows = snapshot.lexical_rows[[position for position, _ in found]].tolist()
-        return [(row, score) for row, (_, score) in zip(rows, found, strict=True)]
-
-    @staticmethod
-    def _filters(
-        snapshot: Snapshot, doc_ids: Iterable[str] | None
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _filter(snapshot: Searchable, doc_ids: Iterable[str] | None) -> frozenset[str] | None:
         if doc_ids is None:
-            return None, None
-        wanted = set(doc_ids)
-        unknown = sorted(wanted - snapshot.documents.keys())
+            return None
+        wanted = frozenset(doc_ids)
+        unknown = sorted(wanted - snapshot.catalog.keys())
         if unknown:
             raise InvalidInputError(f"unknown document id(s): {', '.join(unknown)}")
-        rows = snapshot.rows_for_documents(wanted)
-        return rows, snapshot.lexical_mask(rows)
+        return wanted
 
     @staticmethod
     def _hit(
-        snapshot: Snapshot,
-        row: int,
+        snapshot: Searchable,
+        chunk: Chunk,
         score: float,
-        dense: float | None,
-        lexical: float | None,
-        slot: int | None,
-        vector_scores: dict[int, float],
+        dense: Match | None,
+        lexical: Match | None,
+        best_vector: Match | None,
+        vector_scores: dict[tuple[str, int], float],
     ) -> Hit:
-        chunk = snapshot.chunks[row]
-        document = snapshot.documents[chunk.doc_id]
         spans = chunk.sentences
         sentence = None
-        if slot:  # slot 0 is the whole passage: no single sentence won
-            start, end = spans[slot - 1]
+        if best_vector is not None and best_vector.slot:  # slot 0: the passage as a whole won
+            start, end = spans[best_vector.slot - 1]
             sentence = (chunk.start + start, chunk.start + end)
-        ids = vector_ids(row, 1 + len(spans))[1:].tolist()
         sentence_scores = tuple(
-            None if (cosine := vector_scores.get(i)) is None else round(cosine, 6) for i in ids
+            None
+            if (cosine := vector_scores.get((chunk.chunk_id, slot))) is None
+            else round(cosine, 6)
+            for slot in range(1, len(spans) + 1)
         )
         return Hit(
             chunk_id=chunk.chunk_id,
             doc_id=chunk.doc_id,
-            title=document.meta.title,
+            title=snapshot.catalog[chunk.doc_id].title,
             section=chunk.section_label,
             text=chunk.text,
             start=chunk.start,
             end=chunk.end,
             score=round(score, 6),
-            dense_score=None if dense is None else round(dense, 6),
-            lexical_score=None if lexical is None else round(lexical, 6),
+            dense_score=None if dense is None else round(dense.score, 6),
+            lexical_score=None if lexical is None else round(lexical.score, 6),
             best_sentence=sentence,
             sentence_scores=sentence_scores,
         )
 
 
-def _best_per_passage(
-    vector_hits: list[tuple[int, float]],
-) -> tuple[list[tuple[int, float]], dict[int, int]]:
-    """Score each passage by its best vector; remember which vector (sentence) won."""
-    best: dict[int, float] = {}
-    slots: dict[int, int] = {}
-    for vector_id, score in vector_hits:
-        row, slot = split_vector_id(vector_id)
-        if row not in best:
-            best[row] = score
-            slots[row] = slot
-    return list(best.items()), slots
+def _best_per_passage(vector_hits: list[Match]) -> dict[str, Match]:
+    """Each passage once, best first, scored by its best vector (which names the winning
+    sentence)."""
+    best: dict[str, Match] = {}
+    for match in vector_hits:
+        best.setdefault(match.chunk_id, match)
+    return best
 
 
 def _prefer(
-    ranked: list[tuple[int, float]], snapshot: Snapshot, references: References, bonus: float
-) -> list[tuple[int, float]]:
+    ranked: list[tuple[str, float]], doc_of: dict[str, str], references: References, bonus: float
+) -> list[tuple[str, float]]:
     """Fused scores with ``bonus`` added for passages of the documents the question names."""
     if not references.documents or not bonus:
         return ranked
     named = references.documents
     scored = [
-        (row, min(1.0, score + bonus) if snapshot.chunks[row].doc_id in named else score)
-        for row, score in ranked
+        (chunk_id, min(1.0, score + bonus) if doc_of[chunk_id] in named else score)
+        for chunk_id, score in ranked
     ]
     return sorted(scored, key=lambda item: item[1], reverse=True)
 

@@ -65,6 +65,25 @@ class Settings(BaseSettings):
         "where the CPU declares native bfloat16 (avx512_bf16 or amx_bf16), else float32.",
     )
 
+    # --- where the index lives --------------------------------------------------------
+    store: Literal["local", "milvus"] = Field(
+        "local",
+        description="local: this machine's FAISS + BM25 snapshots under data_dir (each "
+        "process holds one). milvus: one Milvus collection that every replica shares.",
+    )
+    milvus_uri: str = Field(
+        "",
+        description="A Milvus Lite folder (path ending in .db, opened in process), or a "
+        "server such as http://host:19530; empty = data_dir/milvus.db.",
+    )
+    milvus_token: SecretStr | None = Field(None, description="Milvus credentials (user:password).")
+    milvus_collection: str = Field(
+        "policy_qa", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$", description="Collection name."
+    )
+    milvus_timeout_s: float = Field(
+        5.0, gt=0, description="Per Milvus call: past it the request is answered 503."
+    )
+
     # --- chunking (chosen by measurement on the dev set; see README) --------------------
     chunk_size: int = Field(400, ge=50, le=4000)
     chunk_overlap: int = Field(80, ge=0, le=1000)
@@ -136,6 +155,11 @@ class Settings(BaseSettings):
     @property
     def index_root(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def milvus_address(self) -> str:
+        """The Milvus URI to connect to (a Lite folder by default)."""
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
 
     @property
     def default_model_dir(self) -> Path:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from index.chunking import Chunk
 from index.dense import DenseIndex
-from index.documents import Document
+from index.documents import Document, DocumentMeta
 from index.lexical import LexicalIndex
+from index.searchable import Match
 
 # 2: BM25 main + delta segments (bm25/segments.json).
 # 3: dense, documents and passages split the same way (delta/), and a main segment id.
@@ -106,6 +109,51 @@ class Snapshot:
     def chunk_by_id(self, chunk_id: str) -> Chunk | None:
         row = self._row_by_chunk_id.get(chunk_id)
         return None if row is None else self.chunks[row]
+
+    # ---- the Searchable interface (index/searchable.py) --------------------------------
+
+    @cached_property
+    def catalog(self) -> Mapping[str, DocumentMeta]:
+        return {doc_id: document.meta for doc_id, document in self.documents.items()}
+
+    def document_size(self, doc_id: str) -> tuple[int, int]:
+        return len(self._rows_by_doc.get(doc_id, ())), len(self.documents[doc_id].text)
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        rows = self._rows_by_doc.get(doc_id, [])
+        return sorted((self.chunks[row] for row in rows), key=lambda chunk: chunk.ordinal)
+
+    def chunks_by_id(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
+        rows = ((chunk_id, self._row_by_chunk_id.get(chunk_id)) for chunk_id in chunk_ids)
+        return {chunk_id: self.chunks[row] for chunk_id, row in rows if row is not None}
+
+    def search_dense(
+        self, vector: np.ndarray, k: int, *, doc_ids: frozenset[str] | None = None
+    ) -> list[Match]:
+        allowed = None
+        if doc_ids is not None:
+            allowed = self.vector_ids_for_rows(self.rows_for_documents(set(doc_ids)))
+        matches = []
+        for vector_id, score in self.dense.search(vector, k, allowed=allowed):
+            row, slot = split_vector_id(vector_id)
+            chunk = self.chunks[row]
+            matches.append(Match(chunk.chunk_id, chunk.doc_id, score, slot))
+        return matches
+
+    def search_lexical(
+        self, tokens: list[str], k: int, *, doc_ids: frozenset[str] | None = None
+    ) -> list[Match]:
+        mask = None
+        if doc_ids is not None:
+            mask = self.lexical_mask(self.rows_for_documents(set(doc_ids)))
+        found = self.lexical.search(tokens, k=k, allowed=mask)
+        # One gather, not an element lookup per hit (``lexical_rows`` may be mapped).
+        rows = self.lexical_rows[[position for position, _ in found]].tolist()
+        chunks = (self.chunks[row] for row in rows)
+        return [
+            Match(chunk.chunk_id, chunk.doc_id, score)
+            for chunk, (_, score) in zip(chunks, found, strict=True)
+        ]
 
     def rows_for_documents(self, doc_ids: set[str]) -> np.ndarray:
         """Row ids of every chunk in the given documents."""

@@ -2,7 +2,8 @@
 
 Nothing happens at import time; the lifespan loads the model and index once, in a
 background thread, so the process answers /healthz immediately, then follows the index:
-a version saved by another process (another worker, the CLI) is served within a second.
+a version saved by another process (another worker or replica, the CLI) is served within
+a second.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ with document, section and character offsets (`start`/`end` index the text serve
 
 
 async def follow_changes(state: ServiceState) -> None:
-    """Every ``FOLLOW_INTERVAL_S``, serve the version ``CURRENT`` names if it moved."""
+    """Every ``FOLLOW_INTERVAL_S``, serve the store's current version if it moved (and
+    notice a store that went away or came back)."""
     while True:
         await asyncio.sleep(FOLLOW_INTERVAL_S)
         try:
-            if state.moved():
-                await asyncio.to_thread(state.follow)
+            await asyncio.to_thread(state.check)
         except Exception:  # an unreadable version: keep serving this one, try again later
-            log.exception("cannot load the index version CURRENT names")
+            log.exception("cannot load the index version the store names")
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:

@@ -56,7 +56,7 @@ MEANING: dict[int, str] = {
     415: "Unsupported file type.",
     422: "Invalid input: a list of problems, or one message.",
     429: "Rate limit spent; see Retry-After.",
-    503: "The index is loading, unusable, or cannot be written.",
+    503: "The index is loading, unusable, cannot be written, or its store is unreachable.",
     504: "The request took longer than the configured limit.",
 }
 

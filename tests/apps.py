@@ -17,5 +17,10 @@ def settle(app: FastAPI, timeout_s: float = 180.0) -> None:
     """Wait until the app's background load has finished, well or badly."""
     service = app.state.service
     deadline = time.monotonic() + timeout_s
-    while not service.ready and service.load_error is None and time.monotonic() < deadline:
+    while (
+        not service.ready
+        and service.load_error is None
+        and service.unavailable is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)

@@ -3,13 +3,16 @@
 The corpus is copied into a temporary folder so tests that add or delete documents never
 touch the project's own ``corpus/``; the default model is the one ``make model`` built.
 ``start_app`` starts the real app on a private corpus and data folder of a test's own.
+
+The Milvus fixtures run one real Milvus Lite server for the session; each suite that
+changes documents gets a collection (and a corpus copy) of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from fastapi.testclient import TestClient
 from index.answer import Answerer
 from index.documents import Document, load_corpus
 from index.embedding import Embedder
+from index.milvus.lite import LiteServer, running
 from index.model_build import ensure_default_model
 from index.pipeline import (
     Components,
@@ -28,6 +32,7 @@ from index.pipeline import (
     make_retriever,
 )
 from index.retriever import Retriever
+from index.searchable import Searchable
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
 from tests.apps import StartApp, settle
@@ -78,6 +83,7 @@ def components(settings: Settings, embedder: Embedder) -> Components:
 @pytest.fixture(scope="session")
 def snapshot(components: Components) -> Snapshot:
     built, _ = ensure_snapshot(components)
+    assert isinstance(built, Snapshot)  # the default store
     return built
 
 
@@ -138,3 +144,84 @@ def client(settings: Settings, start_app: StartApp) -> Iterator[TestClient]:
     with start_app(settings) as test_client:
         assert test_client.get("/readyz").status_code == 200
         yield test_client
+
+
+# ---- Milvus (a real Milvus Lite server, one per session) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteServer]:
+    with running(tmp_path_factory.mktemp("milvus")) as server:
+        yield server
+
+
+MilvusSettings = Callable[[str], Settings]
+
+
+@pytest.fixture(scope="session")
+def milvus_settings(
+    settings: Settings, milvus_server: LiteServer, tmp_path_factory: pytest.TempPathFactory
+) -> MilvusSettings:
+    """``milvus_settings(collection)``: settings on the session's Milvus, with a collection,
+    corpus copy and data folder of their own (the collection is not built)."""
+
+    def make(collection: str) -> Settings:
+        root = tmp_path_factory.mktemp(f"milvus-{collection}")
+        shutil.copytree(settings.corpus_dir, root / "corpus")
+        update = {
+            "store": "milvus",
+            "milvus_uri": milvus_server.uri,
+            "milvus_collection": collection,
+            "corpus_dir": root / "corpus",
+            "data_dir": root / "data",
+        }
+        return settings.model_copy(update=update)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def milvus_components(milvus_settings: MilvusSettings, embedder: Embedder) -> Components:
+    return load_components(milvus_settings("session"), embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def milvus_index(milvus_components: Components) -> Searchable:
+    built, _ = ensure_snapshot(milvus_components)
+    return built
+
+
+@pytest.fixture(scope="session")
+def milvus_retriever(milvus_components: Components, milvus_index: Searchable) -> Retriever:
+    return make_retriever(milvus_components, milvus_index)
+
+
+@pytest.fixture(scope="session")
+def milvus_client(
+    milvus_components: Components, milvus_index: Searchable, start_app: StartApp
+) -> Iterator[TestClient]:
+    """The real app on the session's Milvus collection (already built)."""
+    with start_app(milvus_components.settings) as test_client:
+        assert test_client.get("/readyz").status_code == 200
+        yield test_client
+
+
+STORES = ("local", "milvus")
+
+
+@pytest.fixture(params=STORES)
+def any_retriever(request: pytest.FixtureRequest) -> Retriever:
+    """The session's retriever on each store in turn."""
+    found: Retriever = request.getfixturevalue(
+        "retriever" if request.param == "local" else "milvus_retriever"
+    )
+    return found
+
+
+@pytest.fixture(params=STORES)
+def any_client(request: pytest.FixtureRequest) -> TestClient:
+    """The session's app on each store in turn."""
+    found: TestClient = request.getfixturevalue(
+        "client" if request.param == "local" else "milvus_client"
+    )
+    return found

@@ -34,8 +34,8 @@ def ask(client: TestClient, question: str, **extra: object) -> dict[str, object]
 
 
 @pytest.mark.parametrize("kind", sorted(QUESTIONS))
-def test_ask_in_every_language(client: TestClient, kind: str) -> None:
-    body = ask(client, QUESTIONS[kind], top_k=3)
+def test_ask_in_every_language(any_client: TestClient, kind: str) -> None:
+    body = ask(any_client, QUESTIONS[kind], top_k=3)
     assert body["language_detail"] == kind
     assert body["language"] == ("en" if kind == "en" else "zh")
     passages = body["passages"]
@@ -46,13 +46,13 @@ def test_ask_in_every_language(client: TestClient, kind: str) -> None:
     assert isinstance(answer, dict) and "115家" in answer["text"]
 
 
-def test_passages_quote_the_document_exactly(client: TestClient) -> None:
-    body = ask(client, "技术合同成交额达到多少？", top_k=10)
+def test_passages_quote_the_document_exactly(any_client: TestClient) -> None:
+    body = ask(any_client, "技术合同成交额达到多少？", top_k=10)
     texts: dict[str, str] = {}
     for passage in body["passages"]:  # type: ignore[attr-defined]
         doc_id = passage["doc_id"]
         if doc_id not in texts:
-            texts[doc_id] = client.get(f"/v1/documents/{doc_id}").json()["text"]
+            texts[doc_id] = any_client.get(f"/v1/documents/{doc_id}").json()["text"]
         assert texts[doc_id][passage["start"] : passage["end"]] == passage["text"]
         for span in passage["highlights"]:
             assert passage["start"] <= span["start"] < span["end"] <= passage["end"]
@@ -100,27 +100,27 @@ def test_unanswerable_questions(client: TestClient, question: str) -> None:
     assert not_stated["message"].startswith("文件中没有说明" if chinese else "The documents do not")
 
 
-def test_filters_and_modes(client: TestClient) -> None:
-    body = ask(client, "技术合同成交额", doc_ids=["most-plan-2023-41"], top_k=5)
+def test_filters_and_modes(any_client: TestClient) -> None:
+    body = ask(any_client, "技术合同成交额", doc_ids=["most-plan-2023-41"], top_k=5)
     assert {p["doc_id"] for p in body["passages"]} == {"most-plan-2023-41"}  # type: ignore[attr-defined]
     for mode in ("dense", "lexical", "hybrid"):
-        assert ask(client, "独角兽", mode=mode)["passages"]
+        assert ask(any_client, "独角兽", mode=mode)["passages"]
 
 
-def test_documents_and_chunks(client: TestClient) -> None:
-    catalog = client.get("/v1/documents").json()["documents"]
+def test_documents_and_chunks(any_client: TestClient) -> None:
+    catalog = any_client.get("/v1/documents").json()["documents"]
     assert {d["id"] for d in catalog} == {"bjsti-review-14fyp", "most-plan-2023-41"}
-    detail = client.get("/v1/documents/most-plan-2023-41").json()
+    detail = any_client.get("/v1/documents/most-plan-2023-41").json()
     assert (
         detail["number"] == "国科发规〔2023〕41号" and len(detail["text"]) == detail["characters"]
     )
-    chunks = client.get("/v1/documents/most-plan-2023-41/chunks").json()["chunks"]
+    chunks = any_client.get("/v1/documents/most-plan-2023-41/chunks").json()["chunks"]
     assert len(chunks) == detail["passages"]
-    one = client.get(f"/v1/chunks/{chunks[3]['chunk_id']}").json()
+    one = any_client.get(f"/v1/chunks/{chunks[3]['chunk_id']}").json()
     assert detail["text"][one["start"] : one["end"]] == one["text"]
-    assert client.get("/v1/documents/nope").status_code == 404
-    assert client.get("/v1/chunks/nope:0001").status_code == 404
-    assert client.get("/v1/documents/..%2F..%2Fetc").status_code in (404, 422)
+    assert any_client.get("/v1/documents/nope").status_code == 404
+    assert any_client.get("/v1/chunks/nope:0001").status_code == 404
+    assert any_client.get("/v1/documents/..%2F..%2Fetc").status_code in (404, 422)
 
 
 BAD_ASKS = [
@@ -165,13 +165,16 @@ def test_malformed_and_huge_bodies(client: TestClient) -> None:
     )
 
 
-def test_admin_requires_a_valid_key(client: TestClient) -> None:
-    assert client.get("/v1/admin/status").status_code == 401
+def test_admin_requires_a_valid_key(any_client: TestClient) -> None:
+    assert any_client.get("/v1/admin/status").status_code == 401
     assert (
-        client.get("/v1/admin/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        any_client.get("/v1/admin/status", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
     )
-    assert client.get("/v1/admin/status", headers={"Authorization": "Basic x"}).status_code == 401
-    assert client.get("/v1/admin/status", headers=ADMIN).json()["documents"] >= 2
+    assert (
+        any_client.get("/v1/admin/status", headers={"Authorization": "Basic x"}).status_code == 401
+    )
+    assert any_client.get("/v1/admin/status", headers=ADMIN).json()["documents"] >= 2
 
 
 def _upload(client: TestClient, name: str, data: bytes, doc_id: str = "quantum-plan") -> object:
@@ -183,22 +186,24 @@ def _upload(client: TestClient, name: str, data: bytes, doc_id: str = "quantum-p
     )
 
 
-def test_admin_add_ask_delete(client: TestClient) -> None:
+def test_admin_add_ask_delete(any_client: TestClient) -> None:
     text = (
         "一、总体要求\n为加快建设量子信息科学中心，制定本方案。\n"
         "二、主要措施\n支持墨子量子实验室建设量子计算原型机，到2027年建成百比特级量子计算平台。"
     ).encode()
-    before = client.get("/v1/admin/status", headers=ADMIN).json()
-    reply = _upload(client, "quantum.txt", text)
+    before = any_client.get("/v1/admin/status", headers=ADMIN).json()
+    reply = _upload(any_client, "quantum.txt", text)
     assert reply.status_code == 201, reply.text  # type: ignore[attr-defined]
-    assert _upload(client, "quantum.txt", text).status_code == 409  # type: ignore[attr-defined]
-    body = ask(client, "墨子量子实验室要建成什么平台？", top_k=3)
+    assert _upload(any_client, "quantum.txt", text).status_code == 409  # type: ignore[attr-defined]
+    body = ask(any_client, "墨子量子实验室要建成什么平台？", top_k=3)
     assert body["passages"][0]["doc_id"] == "quantum-plan"  # type: ignore[index]
-    assert client.delete("/v1/admin/documents/quantum-plan", headers=ADMIN).status_code == 200
-    body = ask(client, "墨子量子实验室要建成什么平台？", top_k=10)
+    assert any_client.delete("/v1/admin/documents/quantum-plan", headers=ADMIN).status_code == 200
+    body = ask(any_client, "墨子量子实验室要建成什么平台？", top_k=10)
     assert all(p["doc_id"] != "quantum-plan" for p in body["passages"])  # type: ignore[attr-defined]
-    assert client.get("/v1/admin/status", headers=ADMIN).json()["passages"] == before["passages"]
-    assert client.delete("/v1/admin/documents/quantum-plan", headers=ADMIN).status_code == 404
+    assert (
+        any_client.get("/v1/admin/status", headers=ADMIN).json()["passages"] == before["passages"]
+    )
+    assert any_client.delete("/v1/admin/documents/quantum-plan", headers=ADMIN).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -212,11 +217,11 @@ def test_admin_add_ask_delete(client: TestClient) -> None:
     ],
 )
 def test_bad_uploads_leave_the_index_unchanged(
-    client: TestClient, name: str, data: bytes, status: int
+    any_client: TestClient, name: str, data: bytes, status: int
 ) -> None:
-    before = client.get("/v1/admin/status", headers=ADMIN).json()
-    assert _upload(client, name, data, doc_id="bad-upload").status_code == status  # type: ignore[attr-defined]
-    assert client.get("/v1/admin/status", headers=ADMIN).json() == before
+    before = any_client.get("/v1/admin/status", headers=ADMIN).json()
+    assert _upload(any_client, name, data, doc_id="bad-upload").status_code == status  # type: ignore[attr-defined]
+    assert any_client.get("/v1/admin/status", headers=ADMIN).json() == before
 
 
 def test_huge_upload_is_refused(start_app: StartApp) -> None:
@@ -247,21 +252,21 @@ def test_rebuild_under_concurrent_asks_drops_nothing(client: TestClient) -> None
     assert failures == []
 
 
-def test_dify_retrieval(client: TestClient) -> None:
+def test_dify_retrieval(any_client: TestClient) -> None:
     payload = {
         "knowledge_id": "policy-qa",
         "query": "北京独角兽企业有多少家？",
         "retrieval_setting": {"top_k": 3, "score_threshold": 0.0},
     }
     auth = {"Authorization": "Bearer test-retrieval-key"}
-    records = client.post("/retrieval", json=payload, headers=auth).json()["records"]
+    records = any_client.post("/retrieval", json=payload, headers=auth).json()["records"]
     assert len(records) == 3 and any("115家" in r["content"] for r in records)
     assert {"doc_id", "chunk_id", "start", "end"} <= set(records[0]["metadata"])
-    assert client.post("/retrieval", json=payload).status_code == 401
+    assert any_client.post("/retrieval", json=payload).status_code == 401
     missing = {**payload, "knowledge_id": "no-such-doc"}
-    assert client.post("/retrieval", json=missing, headers=auth).status_code == 404
+    assert any_client.post("/retrieval", json=missing, headers=auth).status_code == 404
     strict = {**payload, "retrieval_setting": {"top_k": 3, "score_threshold": 1.0}}
-    assert len(client.post("/retrieval", json=strict, headers=auth).json()["records"]) <= 1
+    assert len(any_client.post("/retrieval", json=strict, headers=auth).json()["records"]) <= 1
 
 
 def test_operations(client: TestClient) -> None:

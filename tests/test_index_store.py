@@ -20,6 +20,7 @@ from index.retriever import MODES
 from index.settings import Settings
 from index.snapshot import FORMAT_VERSION, Snapshot
 from index.store import IndexStore
+from index.stores import LocalStore
 
 NEW_TEXT = (
     "一、总体要求\n为加快建设量子信息科学中心，制定本办法。\n"
@@ -181,8 +182,9 @@ def test_large_deltas_are_folded_into_new_main_segments(
 
 
 def test_an_older_format_is_rebuilt_by_build(tmp_path: Path, components: Components) -> None:
-    store = IndexStore(tmp_path / "index")
-    parts = replace(components, store=store)
+    local = LocalStore(components.settings.model_copy(update={"data_dir": tmp_path}))
+    store = local.versions
+    parts = replace(components, store=local)
     ensure_snapshot(parts)
     manifest = store.root / "versions" / str(store.current_version()) / "manifest.json"
     raw = json.loads(manifest.read_text(encoding="utf-8"))

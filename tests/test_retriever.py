@@ -1,4 +1,4 @@
-"""Retriever on the real model and index, and the fusion rule worked by hand."""
+"""Retriever on the real model and index, over both stores, and the fusion rule by hand."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from index.retriever import Retriever, weighted_rrf
         "How many unicorn companies does Beijing have?",
     ],
 )
-def test_unicorn_count_is_in_the_top_three(retriever: Retriever, question: str) -> None:
-    result = retriever.search(question, top_k=3)
+def test_unicorn_count_is_in_the_top_three(any_retriever: Retriever, question: str) -> None:
+    result = any_retriever.search(question, top_k=3)
     assert any("北京独角兽企业数量115家" in hit.text for hit in result.hits)
 
 
-def test_hits_carry_citations(retriever: Retriever) -> None:
-    [hit] = retriever.search("技术合同成交额", top_k=1).hits
-    document = retriever.snapshot.documents[hit.doc_id]
+def test_hits_carry_citations(any_retriever: Retriever) -> None:
+    [hit] = any_retriever.search("技术合同成交额", top_k=1).hits
+    document = any_retriever.snapshot.documents[hit.doc_id]
     assert document.text[hit.start : hit.end] == hit.text
     assert hit.title == document.meta.title and hit.chunk_id.startswith(hit.doc_id)
     assert hit.best_sentence is not None
@@ -35,25 +35,25 @@ def test_hits_carry_citations(retriever: Retriever) -> None:
     assert max(s for s in hit.sentence_scores if s is not None) == hit.dense_score
 
 
-def test_english_is_expanded_and_mixed_detected(retriever: Retriever) -> None:
-    result = retriever.search("What is the technology contract turnover target?", top_k=3)
+def test_english_is_expanded_and_mixed_detected(any_retriever: Retriever) -> None:
+    result = any_retriever.search("What is the technology contract turnover target?", top_k=3)
     assert "技术合同成交额" in result.expansions
-    assert retriever.search("中关村的 unicorn companies 有多少", top_k=1).language.mixed
+    assert any_retriever.search("中关村的 unicorn companies 有多少", top_k=1).language.mixed
 
 
-def test_chinese_everyday_wording_finds_the_documents_term(retriever: Retriever) -> None:
-    result = retriever.search("这几年北京技术交易的规模涨了多少？", top_k=5)
+def test_chinese_everyday_wording_finds_the_documents_term(any_retriever: Retriever) -> None:
+    result = any_retriever.search("这几年北京技术交易的规模涨了多少？", top_k=5)
     assert result.expansions == ["技术合同成交额"]
     assert any("6316.2亿元提高到9865亿元" in hit.text for hit in result.hits)
 
 
-def test_document_filter(retriever: Retriever) -> None:
-    hits = retriever.search("独角兽", top_k=10, doc_ids=["most-plan-2023-41"]).hits
+def test_document_filter(any_retriever: Retriever) -> None:
+    hits = any_retriever.search("独角兽", top_k=10, doc_ids=["most-plan-2023-41"]).hits
     assert hits and {h.doc_id for h in hits} == {"most-plan-2023-41"}
     with pytest.raises(InvalidInputError, match="unknown document"):
-        retriever.search("独角兽", doc_ids=["nope"])
+        any_retriever.search("独角兽", doc_ids=["nope"])
     with pytest.raises(InvalidInputError, match="mode"):
-        retriever.search("独角兽", mode="magic")  # type: ignore[arg-type]
+        any_retriever.search("独角兽", mode="magic")  # type: ignore[arg-type]
 
 
 def test_weighted_rrf_by_hand() -> None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from index.glossary import Glossary
     from index.lexical import Tokenizer
     from index.retriever import Hit, SearchResult
-    from index.snapshot import Snapshot
+    from index.searchable import Searchable
 
 OPENING_CHARS = 400
 """How much of a document's start says what it is about (its title, issuer and first
@@ -203,7 +203,7 @@ class Answerer:
         expansions: list[str],
         words: list[str],
         references: References,
-        snapshot: Snapshot,
+        snapshot: Searchable,
     ) -> QuestionTerms:
         """The question's weighted terms, less the words that only name a document."""
         found = question_terms(

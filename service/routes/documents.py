@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path
 
 from index.chunking import Chunk
 from index.errors import NotFoundError
-from index.snapshot import Snapshot
+from index.searchable import Searchable
 from service.deps import PublicGuard, StateDep
 from service.errors import error_responses
 from service.schemas import ChunkDetail, ChunkList, DocumentDetail, DocumentList, DocumentSummary
@@ -21,10 +21,9 @@ DOC_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="Document id.")
 CHUNK_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}:\d{1,6}$", description="doc_id:ordinal")
 
 
-def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
-    document = snapshot.documents[doc_id]
-    passages = sum(1 for c in snapshot.chunks.values() if c.doc_id == doc_id)
-    meta = document.meta
+def summary(snapshot: Searchable, doc_id: str) -> DocumentSummary:
+    meta = snapshot.catalog[doc_id]
+    passages, characters = snapshot.document_size(doc_id)
     return DocumentSummary(
         id=meta.id,
         title_zh=meta.title_zh,
@@ -33,7 +32,7 @@ def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
         date=meta.date,
         number=meta.number,
         language=meta.language,
-        characters=len(document.text),
+        characters=characters,
         passages=passages,
     )
 
@@ -42,14 +41,14 @@ def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
 async def list_documents(state: StateDep) -> DocumentList:
     """The catalog of indexed documents."""
     snapshot = state.snapshot
-    return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.documents])
+    return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.catalog])
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail, responses=NOT_FOUND)
 async def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
     snapshot = state.snapshot
-    if doc_id not in snapshot.documents:
+    if doc_id not in snapshot.catalog:
         raise NotFoundError(f"document {doc_id!r} not found")
     return DocumentDetail(
         **summary(snapshot, doc_id).model_dump(), text=snapshot.documents[doc_id].text
@@ -60,12 +59,9 @@ async def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
 async def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
     """Every passage of a document, in order (what the index cites)."""
     snapshot = state.snapshot
-    if doc_id not in snapshot.documents:
+    if doc_id not in snapshot.catalog:
         raise NotFoundError(f"document {doc_id!r} not found")
-    chunks = sorted(
-        (c for c in snapshot.chunks.values() if c.doc_id == doc_id), key=lambda c: c.ordinal
-    )
-    return ChunkList(chunks=[_detail(c) for c in chunks])
+    return ChunkList(chunks=[_detail(c) for c in snapshot.chunks_of(doc_id)])
 
 
 @router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail, responses=NOT_FOUND)

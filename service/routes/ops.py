@@ -7,7 +7,7 @@ import os
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from index.errors import IndexNotReadyError
+from index.errors import IndexNotReadyError, IndexUnavailableError
 from service.deps import MetricsDep, StateDep
 from service.errors import error_responses
 
@@ -22,16 +22,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=error_responses(503))
 async def readyz(state: StateDep) -> dict[str, object]:
-    """200 once the index is loaded and answering; 503 before (or if loading failed)."""
+    """200 once the index is loaded and answering; 503 before, if loading failed, or while
+    the index store (Milvus) cannot be reached."""
+    if state.unavailable is not None:
+        raise IndexUnavailableError(f"index not ready ({state.unavailable})")
     if not state.ready:
         detail = f"loading failed: {state.load_error}" if state.load_error else "loading"
         raise IndexNotReadyError(f"index not ready ({detail})")
     snapshot = state.snapshot
     return {
         "status": "ready",
+        "store": state.settings.store,
         "version": state.version,
         "worker": os.getpid(),
-        "documents": len(snapshot.documents),
+        "documents": len(snapshot.catalog),
         "passages": snapshot.manifest.passages,
         "precision": state.retriever.embedder.precision,
     }

@@ -222,7 +222,7 @@ class Answerer:
             return []
         return self.vocabulary.expand(question.text)
 
-    def _subject(self, question: Question, snapshot: Snapshot) -> tuple[QuestionTerms, list[str]]:
+    def _subject(self, question: Question, snapshot: Searchable) -> tuple[QuestionTerms, list[str]]:
         """What a counting question is about: its weighted words, and its names as the
         documents would write them (the Chinese words themselves, or the glossary's term
         when the English is a glossary phrase)."""

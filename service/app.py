@@ -26,6 +26,7 @@ from service.guards import (
     admin_keys,
 )
 from service.observability import Metrics, RequestContextMiddleware
+from service.paths import CollapseSlashesMiddleware
 from service.routes import admin, ask, dify, documents, ops, widget
 from service.security_headers import SecurityHeadersMiddleware
 from service.state import ServiceState
@@ -118,4 +119,5 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         docs_paths=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url),
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(CollapseSlashesMiddleware)
     return app

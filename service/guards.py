@@ -12,7 +12,13 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.errors import ForbiddenError, PolicyQAError, RateLimitedError, UnauthorizedError
+from index.errors import (
+    ForbiddenError,
+    MissingCredentialsError,
+    PolicyQAError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from index.settings import Settings
 from service.errors import (
     BodyTooLargeError,
@@ -47,7 +53,7 @@ class BodyLimitMiddleware:
         limit = self.max_upload_bytes if is_admin_path(path) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await http_error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await http_error_response(BodyTooLargeError(limit), path=path)(scope, receive, send)
             return
         received = 0
         started = False
@@ -71,7 +77,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError as error:  # read outside FastAPI's body parsing
             if not started:
-                await http_error_response(error)(scope, receive, send)
+                await http_error_response(error, path=path)(scope, receive, send)
 
 
 class AdminKeyFirstMiddleware:
@@ -122,7 +128,8 @@ class TimeoutMiddleware:
                 await self.app(scope, receive, tracking_send)
         except TimeoutError:
             if not started:
-                await error_response(504, "request timed out")(scope, receive, send)
+                path = scope.get("path", "")
+                await error_response(504, "request timed out", path=path)(scope, receive, send)
 
 
 class RateLimiter:
@@ -192,13 +199,14 @@ def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> 
 
     Raises:
         ForbiddenError: no key is configured, so the feature is off.
-        UnauthorizedError: missing or wrong key.
+        MissingCredentialsError: no bearer key.
+        UnauthorizedError: a wrong key.
     """
     if not keys:
         raise ForbiddenError(f"{what} is disabled: no key is configured")
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise UnauthorizedError("missing bearer token")
+        raise MissingCredentialsError("missing bearer token")
     supplied = token.strip().encode()
     # Compare against every key so timing does not reveal which one nearly matched.
     matched = [hmac.compare_digest(supplied, key.encode()) for key in keys]

@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from index.embedding import Embedder
 from index.settings import Settings
+from service import mcp
 from service.errors import install_error_handlers
 from service.guards import (
     AdminKeyFirstMiddleware,
@@ -63,12 +64,15 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     state = ServiceState(settings, embedder=embedder)
     metrics = Metrics()
 
+    mcp_server = mcp.build_server(state)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(asyncio.to_thread(state.load))
         following = asyncio.create_task(follow_changes(state))
         try:
-            yield
+            async with mcp.running(mcp_server):
+                yield
         finally:
             following.cancel()
             if not loading.done():
@@ -83,7 +87,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.state.settings = settings
     app.state.service = state
     app.state.metrics = metrics
-    app.state.rate_limiter = RateLimiter(
+    app.state.rate_limiter = limiter = RateLimiter(
         per_client=settings.rate_limit_per_minute, per_site=settings.site_rate_limit_per_minute
     )
     install_error_handlers(app)
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         widget.router,
     ):
         app.include_router(router)
+    mcp.mount(app, mcp_server, settings=settings, limiter=limiter)
 
     # Outermost last: request id and metrics see everything, including 413s and 504s.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from starlette.datastructures import Headers
+from starlette.datastructures import URL, Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import (
@@ -192,6 +192,16 @@ class RateLimiter:
 
 def admin_keys(settings: Settings) -> list[str]:
     return [settings.admin_key.get_secret_value()] if settings.admin_key else []
+
+
+def retrieval_keys(settings: Settings) -> list[str]:
+    """The keys that open ``/retrieval`` and ``/mcp``: the retrieval keys and the admin key."""
+    return [key.get_secret_value() for key in settings.retrieval_keys] + admin_keys(settings)
+
+
+def own_origin(url: URL) -> str:
+    """The origin a request was sent to (a browser on the service's own pages sends it)."""
+    return f"{url.scheme}://{url.netloc}"
 
 
 def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> None:

@@ -43,14 +43,25 @@ def summary(snapshot: Snapshot, doc_id: str) -> DocumentSummary:
 @router.get("/v1/documents", response_model=DocumentList)
 async def list_documents(state: StateDep) -> DocumentList:
     """The catalog of indexed documents."""
-    snapshot = state.snapshot
+    return catalog(state.snapshot)
+
+
+def catalog(snapshot: Snapshot) -> DocumentList:
     return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.documents])
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail, responses=NOT_FOUND)
 async def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
-    snapshot = state.snapshot
+    return document_detail(state.snapshot, doc_id)
+
+
+def document_detail(snapshot: Snapshot, doc_id: str) -> DocumentDetail:
+    """A document's catalog entry, counts and text.
+
+    Raises:
+        NotFoundError: no such document.
+    """
     if doc_id not in snapshot.documents:
         raise NotFoundError(f"document {doc_id!r} not found")
     return DocumentDetail(

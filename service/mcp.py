@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging.config
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, TypeVar
 
 from fastapi import FastAPI, Request
@@ -57,12 +57,8 @@ T = TypeVar("T")
 
 def build_server(state: ServiceState) -> MCPServer:
     """The MCP server over ``state`` (loaded by the app's lifespan, or by ``main``)."""
-    server = MCPServer(
-        "policy-qa",
-        instructions=INSTRUCTIONS,
-        version="0.1.0",
-        log_level=state.settings.log_level,
-    )
+    with _logging_left_alone():
+        server = MCPServer("policy-qa", instructions=INSTRUCTIONS, version="0.1.0")
 
     @server.tool()
     async def search_policy(
@@ -93,6 +89,20 @@ def build_server(state: ServiceState) -> MCPServer:
         return documents.model_dump_json()
 
     return server
+
+
+@contextmanager
+def _logging_left_alone() -> Iterator[None]:
+    """``MCPServer()`` calls ``logging.basicConfig``, which gives the root logger a handler of
+    the SDK's own when it has none. Logging is the application's to set up
+    (``service.observability``), so the root logger has a handler to show meanwhile."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
 
 
 def _checked(make: Callable[[], T]) -> T:

@@ -27,7 +27,6 @@ from typing import Annotated, TypeVar
 from fastapi import FastAPI, Request
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 from starlette.routing import Route
@@ -145,11 +144,23 @@ class McpGuard:
 
 
 def mount(app: FastAPI, server: MCPServer, *, settings: Settings, limiter: RateLimiter) -> None:
-    """Serve ``server`` at ``/mcp``, guarded; the app's lifespan runs its session manager.
+    """Serve ``server`` at ``/mcp``, guarded; the app's lifespan runs it (``running``)."""
 
-    Stateless JSON: every request stands alone, so it needs no session kept in one worker
-    process. The SDK's own Host/Origin check (meant for unauthenticated local servers) is
-    off: the guard checks the origin against the API's allow-list and asks for a key.
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await server.session_manager.asgi_app(scope, receive, send)
+
+    guarded = McpGuard(endpoint, settings=settings, limiter=limiter)
+    app.router.routes.append(Route(PATH, endpoint=guarded, include_in_schema=False))
+
+
+@asynccontextmanager
+async def running(server: MCPServer) -> AsyncIterator[None]:
+    """Run the HTTP transport for one lifespan of the app.
+
+    Stateless JSON: every request stands alone, so no session has to stay in one worker
+    process. The SDK's own Host/Origin check (meant for local servers without keys) is off:
+    the guard checks the origin against the API's allow-list and asks for a key. A session
+    manager runs once, so each lifespan gets its own.
     """
     server.streamable_http_app(
         streamable_http_path=PATH,
@@ -157,14 +168,6 @@ def mount(app: FastAPI, server: MCPServer, *, settings: Settings, limiter: RateL
         json_response=True,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    endpoint = StreamableHTTPASGIApp(server.session_manager)
-    guarded = McpGuard(endpoint, settings=settings, limiter=limiter)
-    app.router.routes.append(Route(PATH, endpoint=guarded, include_in_schema=False))
-
-
-@asynccontextmanager
-async def running(server: MCPServer) -> AsyncIterator[None]:
-    """The HTTP transport's session manager, for the app's lifespan."""
     async with server.session_manager.run():
         yield
 

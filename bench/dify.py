@@ -28,6 +28,7 @@ cases in process and against a real server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -65,11 +66,17 @@ class Document:
 
 @dataclass
 class Calls:
-    """How many HTTP attempts Dify's transport made, and how many were retries."""
+    """The HTTP attempts Dify's transport made: how many, how many were retries, and each
+    one's status (0: no answer, a connection error or timeout) and time."""
 
     attempts: int = 0
     retries: int = 0
     statuses: list[int] = field(default_factory=list)
+    times_ms: list[float] = field(default_factory=list)
+
+    def record(self, status: int, started: float) -> None:
+        self.statuses.append(status)
+        self.times_ms.append((time.perf_counter() - started) * 1000)
 
 
 def retrieval_params(
@@ -125,17 +132,47 @@ def post(
     for attempt, wait in enumerate((*BACKOFF_S, None)):
         calls.attempts += 1
         calls.retries += attempt > 0
+        started = time.perf_counter()
         try:
             reply = client.post(url, content=body, headers=sent)
         except (httpx.TransportError, httpx.TimeoutException):
+            calls.record(0, started)
             if wait is None:
                 raise
         else:
-            calls.statuses.append(reply.status_code)
+            calls.record(reply.status_code, started)
             if wait is None or not should_retry(reply.status_code):
                 return reply
         time.sleep(wait)
     raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+async def post_async(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    key: str,
+    params: dict[str, Any],
+    calls: Calls,
+) -> httpx.Response | None:
+    """``post`` for asyncio clients (the soak's); None when the last attempt got no answer."""
+    body = json.dumps(params).encode()
+    for attempt, wait in enumerate((*BACKOFF_S, None)):
+        calls.attempts += 1
+        calls.retries += attempt > 0
+        started = time.perf_counter()
+        try:
+            reply = await client.post(url, content=body, headers=headers(key))
+        except (httpx.TransportError, httpx.TimeoutException):
+            calls.record(0, started)
+            if wait is None:
+                return None
+        else:
+            calls.record(reply.status_code, started)
+            if wait is None or not should_retry(reply.status_code):
+                return reply
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def registration_check(

@@ -22,6 +22,7 @@ from service.errors import install_error_handlers
 from service.guards import (
     AdminKeyFirstMiddleware,
     BodyLimitMiddleware,
+    InFlightLimit,
     RateLimiter,
     TimeoutMiddleware,
     admin_keys,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.state.rate_limiter = limiter = RateLimiter(
         per_client=settings.rate_limit_per_minute, per_site=settings.site_rate_limit_per_minute
     )
+    app.state.retrieval_slots = InFlightLimit(settings.retrieval_max_in_flight)
     install_error_handlers(app)
     for router in (
         ask.router,

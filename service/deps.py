@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 
 from index.settings import Settings
 from service.guards import (
+    InFlightLimit,
     RateLimiter,
     admin_keys,
     check_origin,
@@ -38,7 +39,13 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_retrieval_slots(request: Request) -> InFlightLimit:
+    slots: InFlightLimit = request.app.state.retrieval_slots
+    return slots
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
+RetrievalSlotsDep = Annotated[InFlightLimit, Depends(get_retrieval_slots)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from starlette.datastructures import URL, Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -188,6 +189,32 @@ class RateLimiter:
         cutoff = now - self.WINDOW_S
         self._hits = {key: log for key, log in self._hits.items() if log and log[-1] > cutoff}
         self._next_sweep = now + self.WINDOW_S
+
+
+class InFlightLimit:
+    """At most ``limit`` requests at once; one more is refused at once with 429.
+
+    Counted on the event loop only (entered and left there), so it needs no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the slots for a request.
+
+        Raises:
+            RateLimitedError: every slot is taken (Retry-After: 1).
+        """
+        if self.in_flight >= self.limit:
+            raise RateLimitedError("too many requests at once; retry shortly", retry_after=1)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
 
 def admin_keys(settings: Settings) -> list[str]:

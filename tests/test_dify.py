@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 
 from bench import dify
 from index.documents import DocumentMeta
-from index.errors import InvalidInputError
+from index.errors import InvalidInputError, RateLimitedError
 from index.metadata_filter import FIELDS, Condition, select_documents
 from index.settings import Settings
+from service.guards import InFlightLimit
 from service.schemas import MetadataField
 from tests.conftest import LiveService
 
@@ -196,3 +197,32 @@ def test_conditions_that_cannot_apply_are_refused(
 
 def test_the_schema_names_the_filterable_fields() -> None:
     assert set(get_args(MetadataField)) == set(FIELDS)
+
+
+# ---- a bounded queue: Dify's timeout, and its retries ---------------------------------------
+
+
+def test_in_flight_limit_refuses_one_more() -> None:
+    slots = InFlightLimit(2)
+    with slots.slot(), slots.slot():
+        with pytest.raises(RateLimitedError) as refused, slots.slot():
+            pass
+        assert refused.value.retry_after == 1 and slots.in_flight == 2
+    assert slots.in_flight == 0
+    with pytest.raises(ValueError), slots.slot():  # freed after an error inside too
+        raise ValueError
+    assert slots.in_flight == 0
+
+
+def test_retrieval_beyond_its_slots_is_refused_at_once(client: TestClient) -> None:
+    slots: InFlightLimit = client.app.state.retrieval_slots  # type: ignore[attr-defined]
+    body = dify.retrieval_params(dify.UNICORNS_ZH)
+    taken = slots.in_flight
+    slots.in_flight = slots.limit  # every slot busy
+    try:
+        reply = _post(client, body, dify.headers(KEY))
+    finally:
+        slots.in_flight = taken
+    assert reply.status_code == 429 and reply.headers["retry-after"] == "1"
+    assert reply.json()["error_code"] == 429
+    assert _post(client, body, dify.headers(KEY)).status_code == 200

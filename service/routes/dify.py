@@ -21,7 +21,7 @@ from index.metadata_filter import Condition, select_documents
 from index.relevance import relevance
 from index.retriever import Hit, Retriever, SearchResult
 from index.snapshot import Snapshot
-from service.deps import RetrievalGuard, StateDep
+from service.deps import RetrievalGuard, RetrievalSlotsDep, StateDep
 from service.errors import error_responses
 from service.schemas import (
     DifyMetadataCondition,
@@ -33,7 +33,7 @@ from service.schemas import (
 router = APIRouter(
     tags=["interoperability"],
     dependencies=[RetrievalGuard],
-    responses=error_responses(400, 403, 404, 413, 422, 503, 504, dify=True),
+    responses=error_responses(400, 403, 404, 413, 422, 429, 503, 504, dify=True),
 )
 WHOLE_CORPUS = "policy-qa"
 DEFAULT_TOP_K = 5
@@ -41,7 +41,7 @@ DEFAULT_TOP_K = 5
 
 @router.post("/retrieval", response_model=DifyRetrievalResponse)
 async def retrieval(
-    body: DifyRetrievalRequest, state: StateDep, request: Request
+    body: DifyRetrievalRequest, state: StateDep, slots: RetrievalSlotsDep, request: Request
 ) -> DifyRetrievalResponse:
     """Passages for a query as Dify's records, those below ``score_threshold`` left out."""
     if not body.query:  # Dify's registration check: nothing asked, nothing found
@@ -51,14 +51,15 @@ async def retrieval(
     if not doc_ids:
         return DifyRetrievalResponse(records=[])
     setting = body.retrieval_setting
-    result, answer = await asyncio.to_thread(
-        search_and_answer,
-        retriever,
-        state.answerer,
-        body.query,
-        top_k=setting.top_k or DEFAULT_TOP_K,
-        doc_ids=doc_ids,
-    )
+    with slots.slot():  # beyond it, 429 at once: Dify retries it after 0.5, 1 and 2 s
+        result, answer = await asyncio.to_thread(
+            search_and_answer,
+            retriever,
+            state.answerer,
+            body.query,
+            top_k=setting.top_k or DEFAULT_TOP_K,
+            doc_ids=doc_ids,
+        )
     threshold = setting.score_threshold or 0.0
     return DifyRetrievalResponse(
         records=[

@@ -272,7 +272,9 @@ async def dify_burst(
         return
     rng = random.Random(args.seed - 1)
     await asyncio.sleep(max(0.0, t0 + args.burst_at - time.monotonic()))
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    # Connections are kept for reuse, as a busy Dify keeps them: a burst opening a new one
+    # per call would measure the load generator's connection setup, not the service.
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     async with httpx.AsyncClient(timeout=dify.TIMEOUT_S, limits=limits) as client:
         calls = []
         next_at, end = time.monotonic(), time.monotonic() + args.burst_s

@@ -21,6 +21,7 @@ import numpy as np
 import typer
 
 from eval.gold import GoldItem, load_gold, relevant_chunk_ids
+from eval.report import finish_plot
 from index import relevance
 from index.answer import Answerer
 from index.pipeline import ensure_snapshot, load_components, make_answerer, make_retriever
@@ -191,7 +192,10 @@ def plot(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
     axes.axvline(relevance.THRESHOLD, color="grey", linewidth=1)
     axes.axhline(0.9, color="#2e8b57", linewidth=0.8, linestyle="-.")
     axes.axhline(0.5, color="#2e8b57", linewidth=0.8, linestyle="-.")
-    axes.set(
+    return finish_plot(
+        figure,
+        axes,
+        path,
         title="/retrieval score threshold: what it keeps and drops\n"
         "(vertical line: the documented threshold; dash-dot: the 0.9 and 0.5 floors)",
         xlabel="score_threshold",
@@ -199,11 +203,6 @@ def plot(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
         xlim=(0, 1),
         ylim=(0, 1.02),
     )
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower left", fontsize=8)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 @app.command()

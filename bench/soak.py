@@ -69,6 +69,7 @@ CLIENT_LIMIT = 1_000_000_000  # per address: every client is 127.0.0.1, so never
 MIX = (("ask_zh", 25), ("ask_en", 25), ("documents", 15), ("document", 15), ("chunk", 20))
 MAX_RSS_DRIFT = 0.10
 DIFY_KEY = "soak-retrieval-key"
+BURST_CLIENTS = 64
 WELL_INSIDE_MS = dify.TIMEOUT_S * 1000 / 2
 """Dify's calls must be answered within half its timeout (p99), and every one within it."""
 WINDOW_S = 30.0  # memory is compared as medians over windows this long
@@ -272,13 +273,21 @@ async def dify_burst(
         return
     rng = random.Random(args.seed - 1)
     await asyncio.sleep(max(0.0, t0 + args.burst_at - time.monotonic()))
-    # Connections are kept for reuse, as a busy Dify keeps them: a burst opening a new one
-    # per call would measure the load generator's connection setup, not the service.
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(timeout=dify.TIMEOUT_S, limits=limits) as client:
-        calls = []
+    # Many clients, a few connections each, kept for reuse as a busy Dify keeps them: one
+    # client for every call would spend the load generator's CPU in its connection pool
+    # (its cost grows with the requests waiting in it), and time it as the service's.
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(timeout=dify.TIMEOUT_S, limits=limits)
+            )
+            for _ in range(BURST_CLIENTS)
+        ]
+        calls: list[asyncio.Task[None]] = []
         next_at, end = time.monotonic(), time.monotonic() + args.burst_s
         while next_at < end:
+            client = clients[len(calls) % len(clients)]
             params = dify_params(targets, rng)
             url = f"{base}/retrieval"
             calls.append(asyncio.create_task(dify_call(client, url, params, "burst", load, t0)))

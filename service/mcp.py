@@ -68,12 +68,12 @@ def build_server(state: ServiceState) -> MCPServer:
         """Answer a Chinese or English question from the policy documents: the quoted
         answer (or no_answer with the reasons the documents do not state it) and the
         passages it comes from, each with its document, section and character offsets."""
-        body = _checked(lambda: AskRequest(question=question, top_k=top_k, doc_ids=doc_ids))
-        retriever, answerer = _checked(lambda: (state.retriever, state.answerer))
-        _, response = await asyncio.to_thread(
-            _checked, lambda: answer_question(retriever, answerer, body)
-        )
-        return response
+
+        def ask() -> AskResponse:
+            body = AskRequest(question=question, top_k=top_k, doc_ids=doc_ids)
+            return answer_question(state.retriever, state.answerer, body)[1]
+
+        return await asyncio.to_thread(_checked, ask)
 
     @server.tool()
     async def get_document(doc_id: DocId) -> DocumentDetail:

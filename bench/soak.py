@@ -25,7 +25,8 @@ Run ``python -m bench.soak`` (``make soak``; ``--duration`` in seconds, default 
    with the time of each attempt answered 200 and each refused 429. Dify's calls outside
    the burst must all be answered, p99 within half of Dify's 5 s; no attempt may go
    unanswered (a timeout is work done for nobody, and Dify retries it); and under the burst
-   the server must answer at least as many calls a second as before it. Each worker
+   the server must keep answering at least 80% of the calls a second it answered before
+   it, with the burst's own refusals and retries on the same two cores. Each worker
    answers a bounded number of retrievals at once and refuses the rest at once, so the
    retries of refused calls cost it almost nothing and the load cannot snowball.
 
@@ -70,6 +71,7 @@ MIX = (("ask_zh", 25), ("ask_en", 25), ("documents", 15), ("document", 15), ("ch
 MAX_RSS_DRIFT = 0.10
 DIFY_KEY = "soak-retrieval-key"
 BURST_CLIENTS = 64
+HELD_UNDER_BURST = 0.8
 WELL_INSIDE_MS = dify.TIMEOUT_S * 1000 / 2
 """Dify's calls must be answered within half its timeout (p99), and every one within it."""
 WINDOW_S = 30.0  # memory is compared as medians over windows this long
@@ -109,9 +111,17 @@ class Load:
 
 
 @contextlib.contextmanager
-def server(port: int, *, site_limit: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    port: int, *, site_limit: int, retrieval_in_flight: int | None, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """The real service on ``port``, stopped (SIGTERM, then SIGKILL) on exit."""
+    in_flight = (
+        {}
+        if retrieval_in_flight is None
+        else {"POLICY_QA_RETRIEVAL_MAX_IN_FLIGHT": str(retrieval_in_flight)}
+    )
     env = {
+        **in_flight,
         "POLICY_QA_DATA_DIR": str(PROJECT_ROOT / "var"),
         "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(CLIENT_LIMIT),
         "POLICY_QA_SITE_RATE_LIMIT_PER_MINUTE": str(site_limit),
@@ -438,7 +448,8 @@ def dify_summary(load: Load, args: argparse.Namespace) -> dict[str, Any]:
 def dify_checks(summary: dict[str, Any]) -> dict[str, bool]:
     """Dify's calls outside the burst are all answered, p99 within half of Dify's timeout;
     no attempt ever goes unanswered (a timeout is work the server did for nobody); and
-    under the burst the server answers at least as many calls a second as before it."""
+    under the burst the server keeps answering at least ``HELD_UNDER_BURST`` of the calls a
+    second it answered before it (retries that snowballed would take that towards zero)."""
     calm = [summary["steady_before_burst"], summary["steady_after_burst"]]
     everything = [*calm, summary["steady_during_burst"], summary["burst"]]
     before = summary["steady_before_burst"]["answered_per_s"] or 0.0
@@ -455,7 +466,7 @@ def dify_checks(summary: dict[str, Any]) -> dict[str, bool]:
             and (w["answer_ms"]["max_ms"] < dify.TIMEOUT_S * 1000 or not w["answered_200"])
             for w in everything
         ),
-        "dify_no_collapse_under_the_burst": during >= before,
+        "dify_no_collapse_under_the_burst": during >= HELD_UNDER_BURST * before,
     }
 
 
@@ -494,6 +505,7 @@ def summarise(load: Load, args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "dify_clients": args.dify_clients,
             "burst": {"at_s": args.burst_at, "seconds": args.burst_s, "rps": args.burst_rps},
+            "retrieval_max_in_flight": args.retrieval_max_in_flight,
         },
         "machine": {
             "python": platform.python_version(),
@@ -565,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-at", type=float, default=60.0, help="seconds into the run")
     parser.add_argument("--burst-s", type=float, default=20.0, help="how long the burst lasts")
     parser.add_argument("--burst-rps", type=float, default=100.0, help="burst calls a second")
+    parser.add_argument(
+        "--retrieval-max-in-flight",
+        type=int,
+        default=None,
+        help="the server's POLICY_QA_RETRIEVAL_MAX_IN_FLIGHT (default: its own default)",
+    )
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=REPORT)
@@ -574,7 +592,12 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with server(port, site_limit=args.site_limit, log=SERVER_LOG) as process:
+    with server(
+        port,
+        site_limit=args.site_limit,
+        retrieval_in_flight=args.retrieval_max_in_flight,
+        log=SERVER_LOG,
+    ) as process:
         print(f"starting the service on {base} (log: {SERVER_LOG})", flush=True)
         asyncio.run(wait_ready(base, process, args.ready_timeout))
         print(f"ready; {args.duration:.0f} s of load", flush=True)

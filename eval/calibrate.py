@@ -162,6 +162,24 @@ def report(curves: dict[str, list[dict[str, float]]], meta: dict[str, Any], fold
         f"{r['irrelevant_kept']:.3f} |"
         for split, r in at.items()
     ]
+    lines += [
+        "",
+        "The curve, every 0.1 (kept evidence / unanswerable all dropped / irrelevant kept):",
+        "",
+        "| threshold | " + " | ".join(curves) + " |",
+        "|---|" + "---|" * len(curves),
+    ]
+    for t in THRESHOLDS[::10]:
+        cells = [next(r for r in rows if r["threshold"] == t) for rows in curves.values()]
+        lines.append(
+            f"| {t:.1f} | "
+            + " | ".join(
+                f"{r['evidence_kept']:.3f} / {r['unanswerable_all_dropped']:.3f} / "
+                f"{r['irrelevant_kept']:.3f}"
+                for r in cells
+            )
+            + " |"
+        )
     lines += ["", "![the curve](calibration.png)", ""]
     (folder / "calibration.md").write_text("\n".join(lines), encoding="utf-8")
     return plot(curves, folder / "calibration.png")

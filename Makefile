@@ -23,7 +23,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install system-deps model index serve test lint format audit eval bench bench-overhead bench-scale soak container clean
+.PHONY: help install system-deps model index serve test lint format audit eval calibrate bench bench-overhead bench-scale soak container clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ audit: install ## Check the installed dependencies for known vulnerabilities (ne
 
 eval: index ## Evaluate passages and answers on the gold set (GOLD=FILE, STORE=milvus); writes var/reports/
 	$(BIN)/python -m eval $(if $(GOLD),--gold $(GOLD)) $(EVAL_ARGS)
+
+calibrate: index ## Refit the /retrieval relevance on dev; report it on both splits with its curve (var/reports/calibration.*)
+	$(BIN)/python -m eval.calibrate
 
 bench: index ## Latency benchmark of the real server over loopback
 	$(BIN)/python -m bench.latency $(BENCH_ARGS)

@@ -220,7 +220,10 @@ def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
                 color=colour,
                 markeredgecolor="black",
             )
-    axes.set(
+    curve_path = finish_plot(
+        figure,
+        axes,
+        folder / "no_answer.png",
         title="“Not stated” decision: precision vs recall as the support threshold moves\n"
         "(markers: the service's operating point, chosen on dev)",
         xlabel="recall (share of unanswerable questions flagged)",
@@ -228,12 +231,20 @@ def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
         xlim=(0, 1.02),
         ylim=(0, 1.05),
     )
+    return [recall_path, curve_path]
+
+
+def finish_plot(figure: Any, axes: Any, path: Path, **labels: Any) -> Path:
+    """Label the axes (``labels``: title, xlabel, ylabel, limits), add a grid and a legend,
+    and save the figure as a PNG."""
+    import matplotlib.pyplot as plt
+
+    axes.set(**labels)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left", fontsize=8)
-    curve_path = folder / "no_answer.png"
-    figure.savefig(curve_path, dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
-    return [recall_path, curve_path]
+    return path
 
 
 def write(summary: dict[str, Any], runs: Runs, meta: dict[str, Any], folder: Path) -> list[Path]:

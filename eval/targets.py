@@ -17,6 +17,7 @@ from index.chunking import Chunk
 from index.documents import Document, DocumentMeta
 from index.pipeline import ensure_snapshot, load_components, make_answerer, make_retriever
 from index.retriever import Mode, Retriever
+from index.searchable import Searchable
 from index.settings import Settings
 from index.structure import PATH_SEPARATOR
 
@@ -38,9 +39,13 @@ def local_target(retriever: Retriever, answerer: Answerer) -> Target:
             vetoed=any(f.reason is not Reason.WEAK for f in answer.findings),
         )
 
-    snapshot = retriever.snapshot
+    return Target("in-process", ask, *documents_and_passages(retriever.snapshot))
+
+
+def documents_and_passages(snapshot: Searchable) -> tuple[dict[str, Document], list[Chunk]]:
+    """Every document's text and every passage: what gold evidence is located in."""
     chunks = [chunk for doc_id in snapshot.catalog for chunk in snapshot.chunks_of(doc_id)]
-    return Target("in-process", ask, dict(snapshot.documents), chunks)
+    return dict(snapshot.documents), chunks
 
 
 def in_process_target(settings: Settings) -> Target:

@@ -35,6 +35,10 @@ class UnauthorizedError(PolicyQAError):
     """Missing or wrong credentials."""
 
 
+class MissingCredentialsError(UnauthorizedError):
+    """No credentials, or not in the form asked for (``Authorization: Bearer <key>``)."""
+
+
 class ForbiddenError(PolicyQAError):
     """Credentials are fine but the action is not allowed (e.g. admin disabled, bad origin)."""
 

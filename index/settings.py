@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_question_chars: int = Field(2000, ge=10)
     request_timeout_s: float = Field(30.0, gt=0)
+    retrieval_max_in_flight: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="/retrieval requests one worker answers at once; the next is refused at "
+        "once with 429. Dify waits 5 s and retries 429, 5xx and timeouts after 0.5, 1 and 2 s: "
+        "a bounded queue keeps every answer well inside its timeout, and a refusal costs the "
+        "server nothing, so retries cannot pile abandoned work on it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

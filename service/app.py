@@ -18,15 +18,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from index.embedding import Embedder
 from index.settings import Settings
+from service import mcp
 from service.errors import install_error_handlers
 from service.guards import (
     AdminKeyFirstMiddleware,
     BodyLimitMiddleware,
+    InFlightLimit,
     RateLimiter,
     TimeoutMiddleware,
     admin_keys,
 )
 from service.observability import Metrics, RequestContextMiddleware
+from service.paths import CollapseSlashesMiddleware
 from service.routes import admin, ask, dify, documents, ops, widget
 from service.security_headers import SecurityHeadersMiddleware
 from service.state import ServiceState
@@ -63,12 +66,15 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     state = ServiceState(settings, embedder=embedder)
     metrics = Metrics()
 
+    mcp_server = mcp.build_server(state)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(asyncio.to_thread(state.load))
         following = asyncio.create_task(follow_changes(state))
         try:
-            yield
+            async with mcp.running(mcp_server):
+                yield
         finally:
             following.cancel()
             if not loading.done():
@@ -83,9 +89,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.state.settings = settings
     app.state.service = state
     app.state.metrics = metrics
-    app.state.rate_limiter = RateLimiter(
+    app.state.rate_limiter = limiter = RateLimiter(
         per_client=settings.rate_limit_per_minute, per_site=settings.site_rate_limit_per_minute
     )
+    app.state.retrieval_slots = InFlightLimit(settings.retrieval_max_in_flight)
     install_error_handlers(app)
     for router in (
         ask.router,
@@ -96,6 +103,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         widget.router,
     ):
         app.include_router(router)
+    mcp.mount(app, mcp_server, settings=settings, limiter=limiter)
 
     # Outermost last: request id and metrics see everything, including 413s and 504s.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
@@ -119,4 +127,5 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         docs_paths=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url),
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(CollapseSlashesMiddleware)
     return app

@@ -11,7 +11,15 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from index.settings import Settings
-from service.guards import RateLimiter, admin_keys, check_origin, require_bearer
+from service.guards import (
+    InFlightLimit,
+    RateLimiter,
+    admin_keys,
+    check_origin,
+    own_origin,
+    require_bearer,
+    retrieval_keys,
+)
 from service.observability import Metrics
 from service.state import ServiceState
 
@@ -31,7 +39,13 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_retrieval_slots(request: Request) -> InFlightLimit:
+    slots: InFlightLimit = request.app.state.retrieval_slots
+    return slots
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
+RetrievalSlotsDep = Annotated[InFlightLimit, Depends(get_retrieval_slots)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
@@ -42,9 +56,10 @@ async def guard_public(
     x_site_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> None:
     """Origin allow-list and rate limits for endpoints the public widget calls."""
-    own_origin = f"{request.url.scheme}://{request.url.netloc}"
     check_origin(
-        request.headers.get("origin"), own_origin=own_origin, allowed=settings.cors_origins
+        request.headers.get("origin"),
+        own_origin=own_origin(request.url),
+        allowed=settings.cors_origins,
     )
     site_key = x_site_key if x_site_key in settings.site_keys else None
     limiter: RateLimiter = request.app.state.rate_limiter
@@ -61,8 +76,7 @@ async def guard_admin(
 async def guard_retrieval(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    keys = [k.get_secret_value() for k in settings.retrieval_keys] + admin_keys(settings)
-    require_bearer(authorization, keys, what="the retrieval API")
+    require_bearer(authorization, retrieval_keys(settings), what="the retrieval API")
 
 
 PublicGuard = Depends(guard_public)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from starlette.datastructures import Headers
+from starlette.datastructures import URL, Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.errors import ForbiddenError, PolicyQAError, RateLimitedError, UnauthorizedError
+from index.errors import (
+    ForbiddenError,
+    MissingCredentialsError,
+    PolicyQAError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from index.settings import Settings
 from service.errors import (
     BodyTooLargeError,
@@ -47,7 +54,7 @@ class BodyLimitMiddleware:
         limit = self.max_upload_bytes if is_admin_path(path) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await http_error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await http_error_response(BodyTooLargeError(limit), path=path)(scope, receive, send)
             return
         received = 0
         started = False
@@ -71,7 +78,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError as error:  # read outside FastAPI's body parsing
             if not started:
-                await http_error_response(error)(scope, receive, send)
+                await http_error_response(error, path=path)(scope, receive, send)
 
 
 class AdminKeyFirstMiddleware:
@@ -122,7 +129,8 @@ class TimeoutMiddleware:
                 await self.app(scope, receive, tracking_send)
         except TimeoutError:
             if not started:
-                await error_response(504, "request timed out")(scope, receive, send)
+                path = scope.get("path", "")
+                await error_response(504, "request timed out", path=path)(scope, receive, send)
 
 
 class RateLimiter:
@@ -183,8 +191,44 @@ class RateLimiter:
         self._next_sweep = now + self.WINDOW_S
 
 
+class InFlightLimit:
+    """At most ``limit`` requests at once; one more is refused at once with 429.
+
+    Counted on the event loop only (entered and left there), so it needs no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the slots for a request.
+
+        Raises:
+            RateLimitedError: every slot is taken (Retry-After: 1).
+        """
+        if self.in_flight >= self.limit:
+            raise RateLimitedError("too many requests at once; retry shortly", retry_after=1)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
 def admin_keys(settings: Settings) -> list[str]:
     return [settings.admin_key.get_secret_value()] if settings.admin_key else []
+
+
+def retrieval_keys(settings: Settings) -> list[str]:
+    """The keys that open ``/retrieval`` and ``/mcp``: the retrieval keys and the admin key."""
+    return [key.get_secret_value() for key in settings.retrieval_keys] + admin_keys(settings)
+
+
+def own_origin(url: URL) -> str:
+    """The origin a request was sent to (a browser on the service's own pages sends it)."""
+    return f"{url.scheme}://{url.netloc}"
 
 
 def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> None:
@@ -192,13 +236,14 @@ def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> 
 
     Raises:
         ForbiddenError: no key is configured, so the feature is off.
-        UnauthorizedError: missing or wrong key.
+        MissingCredentialsError: no bearer key.
+        UnauthorizedError: a wrong key.
     """
     if not keys:
         raise ForbiddenError(f"{what} is disabled: no key is configured")
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise UnauthorizedError("missing bearer token")
+        raise MissingCredentialsError("missing bearer token")
     supplied = token.strip().encode()
     # Compare against every key so timing does not reveal which one nearly matched.
     matched = [hmac.compare_digest(supplied, key.encode()) for key in keys]

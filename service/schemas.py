@@ -20,6 +20,8 @@ _SPACES = r"\t\n\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # out: ECMA and Rust validators refuse a pattern naming them, and JSON cannot carry one alone.
 CLEAN_TEXT_PATTERN = rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
 CLEAN_TEXT: JsonDict = {"pattern": CLEAN_TEXT_PATTERN}
+CLEAN_OR_EMPTY: JsonDict = {"pattern": rf"^[^{_CONTROLS}]*$"}
+"""The same, for text that may be empty (or all whitespace, which counts as empty)."""
 DocId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
 
@@ -225,8 +227,51 @@ class IndexStatus(BaseModel):
 
 
 class DifyRetrievalSetting(BaseModel):
-    top_k: int = Field(5, ge=1, le=20)
-    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    top_k: int | None = Field(
+        None, ge=1, le=20, description="null (a knowledge base without retrieval settings): 5."
+    )
+    score_threshold: float | None = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Records scoring below it are left out; 0.0 (Dify's threshold off) keeps "
+        "them all. 0.5 is the documented threshold for a relevant passage.",
+    )
+
+
+MetadataField = Literal["document_id", "title", "issuer", "date"]
+
+
+class DifyCondition(BaseModel):
+    name: MetadataField | list[MetadataField] = Field(
+        description="A catalog field (a list: any of them)."
+    )
+    comparison_operator: Literal[
+        "contains",
+        "not contains",
+        "start with",
+        "end with",
+        "is",
+        "is not",
+        "in",
+        "not in",
+        "empty",
+        "not empty",
+        "=",
+        "≠",
+        ">",
+        "<",
+        "≥",
+        "≤",
+        "before",
+        "after",
+    ]
+    value: str | int | float | list[str] | None = None
+
+
+class DifyMetadataCondition(BaseModel):
+    logical_operator: Literal["and", "or"] = "and"
+    conditions: list[DifyCondition] = Field(max_length=50)
 
 
 class DifyRetrievalRequest(BaseModel):
@@ -235,30 +280,59 @@ class DifyRetrievalRequest(BaseModel):
             "examples": [
                 {
                     "knowledge_id": "policy-qa",
-                    "query": "技术合同成交额是多少？",
-                    "retrieval_setting": {"top_k": 3, "score_threshold": 0.2},
-                }
+                    "query": "北京独角兽企业有多少家？",
+                    "retrieval_setting": {"top_k": 3, "score_threshold": 0.5},
+                },
+                {
+                    "knowledge_id": "policy-qa",
+                    "query": "What R&D intensity does the work plan target?",
+                    "retrieval_setting": {"top_k": 5, "score_threshold": 0.5},
+                    "metadata_condition": {
+                        "logical_operator": "and",
+                        "conditions": [
+                            {"name": "date", "comparison_operator": "after", "value": "2023-01-01"}
+                        ],
+                    },
+                },
             ]
         }
     )
 
-    knowledge_id: str = Field(min_length=1, max_length=64)
-    query: str = Field(min_length=1, max_length=2000, json_schema_extra=CLEAN_TEXT)
+    knowledge_id: str = Field(
+        max_length=64, description="policy-qa for the whole corpus, or one document id."
+    )
+    query: str = Field(
+        max_length=2000,
+        description="Empty (Dify's registration check) finds nothing: 200 with no records.",
+        json_schema_extra=CLEAN_OR_EMPTY,
+    )
     retrieval_setting: DifyRetrievalSetting = Field(default_factory=DifyRetrievalSetting)
-    metadata_condition: dict[str, object] | None = None
+    metadata_condition: DifyMetadataCondition | None = None
 
     @field_validator("query")
     @classmethod
     def _clean_query(cls, value: str) -> str:
-        return clean_text(value, field="query")
+        return clean_text(value, field="query") if value.strip() else ""
 
 
 class DifyRecord(BaseModel):
     content: str
-    score: float
+    score: float = Field(
+        description="Calibrated relevance in [0, 1]: at or above 0.5 the passage is relevant."
+    )
     title: str
-    metadata: dict[str, object]
+    metadata: dict[str, object] = Field(
+        description="document_id, doc_id (unique per passage), title, section, start, end, "
+        "url (the passage under /v1/documents), issuer and date."
+    )
 
 
 class DifyRetrievalResponse(BaseModel):
     records: list[DifyRecord]
+
+
+class DifyErrorBody(BaseModel):
+    """Dify's error dialect (see service/errors.py for the codes)."""
+
+    error_code: int
+    error_msg: str

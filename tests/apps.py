@@ -1,10 +1,14 @@
-"""Waiting for the real app to load, in tests that start one."""
+"""Waiting for the real app to load, in tests that start one (in process or as a server)."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -24,3 +28,19 @@ def settle(app: FastAPI, timeout_s: float = 180.0) -> None:
         and time.monotonic() < deadline
     ):
         time.sleep(0.05)
+
+
+def wait_ready(service: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Wait until the server at ``service`` answers /readyz with 200 (or fails, with its log)."""
+    deadline = time.monotonic() + 180  # first use may build the index (~30 s)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited:\n{log_path.read_text()[-3000:]}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{service}/readyz", timeout=2) as response,  # noqa: S310
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"service not ready in time:\n{log_path.read_text()[-3000:]}")

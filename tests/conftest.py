@@ -2,7 +2,9 @@
 
 The corpus is copied into a temporary folder so tests that add or delete documents never
 touch the project's own ``corpus/``; the default model is the one ``make model`` built.
-``start_app`` starts the real app on a private corpus and data folder of a test's own.
+``start_app`` starts the real app on a private corpus and data folder of a test's own;
+``live_service`` runs the real server (uvicorn, a subprocess) on a private copy of the
+session's corpus and index.
 
 The Milvus fixtures run one real Milvus Lite server for the session; each suite that
 changes documents gets a collection (and a corpus copy) of its own.
@@ -11,14 +13,17 @@ changes documents gets a collection (and a corpus copy) of its own.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.server import free_port, uvicorn_process
 from index.answer import Answerer
 from index.documents import Document, load_corpus
 from index.embedding import Embedder
@@ -35,7 +40,7 @@ from index.retriever import Retriever
 from index.searchable import Searchable
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
-from tests.apps import StartApp, settle
+from tests.apps import StartApp, settle, wait_ready
 from tests.tiny_corpus import write_tiny_corpus
 
 MODELS_DIR = PROJECT_ROOT / "var" / "models"
@@ -126,11 +131,10 @@ def start_app(
             root = tmp_path_factory.mktemp("app")
             if corpus == "tiny":
                 write_tiny_corpus(root / "corpus")
+                folders = {"corpus_dir": root / "corpus", "data_dir": root / "data"}
+                own = settings.model_copy(update=folders)
             else:
-                shutil.copytree(settings.corpus_dir, root / "corpus")
-                shutil.copytree(settings.index_root, root / "data" / "index")
-            folders = {"corpus_dir": root / "corpus", "data_dir": root / "data"}
-            own = settings.model_copy(update=folders)
+                own = private_copy(settings, root)
         with TestClient(create_app(own.model_copy(update=update), embedder=embedder)) as client:
             settle(client.app)  # type: ignore[arg-type]
             yield client
@@ -225,3 +229,49 @@ def any_client(request: pytest.FixtureRequest) -> TestClient:
         "client" if request.param == "local" else "milvus_client"
     )
     return found
+
+
+@dataclass(frozen=True)
+class LiveService:
+    """A real server: its base URL, and the settings its environment gives it."""
+
+    url: str
+    settings: Settings
+
+
+def private_copy(settings: Settings, root: Path) -> Settings:
+    """The session's settings over a copy of its corpus and built index under ``root``."""
+    shutil.copytree(settings.corpus_dir, root / "corpus")
+    shutil.copytree(settings.index_root, root / "data" / "index")
+    return settings.model_copy(update={"corpus_dir": root / "corpus", "data_dir": root / "data"})
+
+
+def service_env(own: Settings) -> dict[str, str]:
+    """The ``POLICY_QA_*`` environment that gives a server process these settings."""
+    assert own.models_dir is not None
+    return {
+        "POLICY_QA_CORPUS_DIR": str(own.corpus_dir),
+        "POLICY_QA_DATA_DIR": str(own.data_dir),
+        "POLICY_QA_MODELS_DIR": str(own.models_dir),
+        "POLICY_QA_RETRIEVAL_KEYS": json.dumps([k.get_secret_value() for k in own.retrieval_keys]),
+        "POLICY_QA_CORS_ORIGINS": json.dumps(own.cors_origins),
+        "POLICY_QA_RATE_LIMIT_PER_MINUTE": str(own.rate_limit_per_minute),
+        "POLICY_QA_LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="session")
+def live_service(
+    settings: Settings, snapshot: Snapshot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    """The real service under uvicorn on a loopback port, as ``make serve`` runs it."""
+    root = tmp_path_factory.mktemp("live")
+    own = private_copy(settings, root)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = root / "uvicorn.log"
+    with uvicorn_process(
+        "service.app:create_app", port=port, env=service_env(own), log_path=log_path
+    ) as process:
+        wait_ready(url, process, log_path)
+        yield LiveService(url, own)

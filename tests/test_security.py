@@ -129,13 +129,15 @@ def test_admin_is_off_without_a_configured_key(settings: Settings) -> None:
 
 
 def test_retrieval_keys(client: TestClient) -> None:
+    """Dify reads 403 (not 401) as a refused key: see test_dify.py for its error codes."""
     payload = {"knowledge_id": "policy-qa", "query": "独角兽企业"}
     for auth in BAD_AUTH:
         headers = {} if auth is None else {"Authorization": auth}
         if auth == f"Bearer {RETRIEVAL_KEY}":
             continue
         reply = client.post("/retrieval", json=payload, headers=headers)  # type: ignore[arg-type]
-        assert reply.status_code == 401, (auth, reply.text)
+        assert reply.status_code == 403, (auth, reply.text)
+        assert reply.json()["error_code"] in (1001, 1002)
     for key in (RETRIEVAL_KEY, ADMIN_KEY):  # the admin key also opens /retrieval, by design
         reply = client.post("/retrieval", json=payload, headers={"Authorization": f"Bearer {key}"})
         assert reply.status_code == 200
@@ -188,7 +190,7 @@ def test_keys_are_never_logged(own: TestClient, caplog: pytest.LogCaptureFixture
         ),
         own.post("/retrieval", json={"query": 1}, headers={"Authorization": wrong}),
     ]
-    assert [r.status_code for r in replies] == [200, 401, 401, 415, 422, 422, 404, 200, 401]
+    assert [r.status_code for r in replies] == [200, 401, 401, 415, 422, 422, 404, 200, 403]
     formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     lines = [
         f"{formatter.format(record)} {record.args!r} {record.__dict__!r}"

@@ -10,12 +10,9 @@ Run: HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/test_widget_browser.py -q
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,6 +42,7 @@ from playwright.sync_api import (  # noqa: E402 (only after the skips above)
 )
 
 from bench.server import free_port, uvicorn_process  # noqa: E402
+from tests.apps import wait_ready  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
@@ -184,27 +182,12 @@ def widget_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
         with uvicorn_process(
             "service.app:create_app", port=port, env=env, log_path=log_path
         ) as process:
-            _wait_ready(service, process, log_path)
+            wait_ready(service, process, log_path)
             yield Sites(service=service, host=host_origin, foreign=foreign_origin)
     finally:
         for server in (host, foreign):
             server.shutdown()
             server.server_close()
-
-
-def _wait_ready(service: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 180  # first use may build the index (~30 s)
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"service exited:\n{log_path.read_text()[-3000:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{service}/readyz", timeout=2) as response,  # noqa: S310
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"service not ready in time:\n{log_path.read_text()[-3000:]}")
 
 
 # --- the browser ----------------------------------------------------------------------

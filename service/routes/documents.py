@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from index import chunking
 from index.chunking import Chunk
 from index.errors import NotFoundError
 from index.searchable import Searchable
@@ -18,6 +19,7 @@ router = APIRouter(
 )
 NOT_FOUND = error_responses(404)
 DOC_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="Document id.")
+ORDINAL = Path(ge=0, le=999_999, description="The passage's position in its document.")
 CHUNK_ID = Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}:\d{1,6}$", description="doc_id:ordinal")
 
 
@@ -40,14 +42,25 @@ def summary(snapshot: Searchable, doc_id: str) -> DocumentSummary:
 @router.get("/v1/documents", response_model=DocumentList)
 async def list_documents(state: StateDep) -> DocumentList:
     """The catalog of indexed documents."""
-    snapshot = state.snapshot
+    return catalog(state.snapshot)
+
+
+def catalog(snapshot: Searchable) -> DocumentList:
     return DocumentList(documents=[summary(snapshot, doc_id) for doc_id in snapshot.catalog])
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail, responses=NOT_FOUND)
 async def get_document(state: StateDep, doc_id: str = DOC_ID) -> DocumentDetail:
     """Metadata and normalised text: ``text[start:end]`` of any passage is its quote."""
-    snapshot = state.snapshot
+    return document_detail(state.snapshot, doc_id)
+
+
+def document_detail(snapshot: Searchable, doc_id: str) -> DocumentDetail:
+    """A document's catalog entry, counts and text.
+
+    Raises:
+        NotFoundError: no such document.
+    """
     if doc_id not in snapshot.catalog:
         raise NotFoundError(f"document {doc_id!r} not found")
     return DocumentDetail(
@@ -62,6 +75,19 @@ async def list_chunks(state: StateDep, doc_id: str = DOC_ID) -> ChunkList:
     if doc_id not in snapshot.catalog:
         raise NotFoundError(f"document {doc_id!r} not found")
     return ChunkList(chunks=[_detail(c) for c in snapshot.chunks_of(doc_id)])
+
+
+@router.get(
+    "/v1/documents/{doc_id}/chunks/{ordinal}", response_model=ChunkDetail, responses=NOT_FOUND
+)
+async def get_document_chunk(
+    state: StateDep, doc_id: str = DOC_ID, ordinal: int = ORDINAL
+) -> ChunkDetail:
+    """One passage of a document by its position (the link a citation carries)."""
+    chunk = state.snapshot.chunk_by_id(chunking.chunk_id(doc_id, ordinal))
+    if chunk is None:
+        raise NotFoundError(f"passage {ordinal} of document {doc_id!r} not found")
+    return _detail(chunk)
 
 
 @router.get("/v1/chunks/{chunk_id}", response_model=ChunkDetail, responses=NOT_FOUND)

@@ -2,7 +2,9 @@
 
 Staff refer to a document by its kind rather than its title. A kind word in the question
 points to the catalog documents whose title is of that kind, and is no longer a word the
-answer must contain (the review says "工作方案" about other plans).
+answer must contain (the review says "工作方案" about other plans). A title quoted in
+《》 that is no catalog document's names a document the catalog cannot describe (the
+review cites plans it is not).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ _KINDS = (
 )
 
 
+_QUOTED_TITLE = re.compile(r"《([^《》]{2,80})》")
+
+
 @dataclass(frozen=True, slots=True)
 class References:
     """The documents a question names, and the words that named them."""
@@ -53,6 +58,8 @@ class References:
     words: tuple[re.Pattern[str], ...]
     titles: frozenset[str] = frozenset()
     """The named documents' Chinese titles, without whitespace."""
+    elsewhere: frozenset[str] = frozenset()
+    """Titles the question quotes (《…》) that are part of no catalog document's title."""
 
     @classmethod
     def none(cls) -> References:
@@ -88,4 +95,8 @@ class DocumentKinds:
                 documents |= fitting
                 words.append(kind.question_zh)
         titles = frozenset(self._titles[d] for d in documents if self._titles[d])
-        return References(frozenset(documents), tuple(words), titles)
+        quoted = {"".join(title.split()) for title in _QUOTED_TITLE.findall(text)}
+        elsewhere = frozenset(
+            title for title in quoted if not any(title in own for own in self._titles.values())
+        )
+        return References(frozenset(documents), tuple(words), titles, elsewhere)

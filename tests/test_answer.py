@@ -134,6 +134,9 @@ def test_documents_named_by_their_kind() -> None:
     # "Five-Year Plan" is a period, not the plan.
     assert kinds.named("in the 14th Five-Year Plan period", "en").documents == frozenset()
     assert kinds.named("北京独角兽企业有多少家？", "zh").documents == frozenset()
+    # A quoted title is the catalog's when it is part of one; else it is another document.
+    assert kinds.named("《加快建设的工作方案》的文号？", "zh").elsewhere == frozenset()
+    assert kinds.named("谁发布了《“十四五” 行动计划》？", "zh").elsewhere == {"“十四五”行动计划"}
 
 
 def test_messages_say_why_in_the_question_language() -> None:
@@ -202,6 +205,17 @@ def test_publisher_question_is_answered_from_the_catalog(
     assert quote.doc_id == "bjsti-review-14fyp"
     assert retriever.snapshot.documents[quote.doc_id].text[quote.start : quote.end] == quote.text
     assert answer.reading_aid is not None and answer.reading_aid.catalog
+
+
+def test_a_document_outside_the_catalog_is_answered_from_the_passages(
+    retriever: Retriever, answerer: Answerer
+) -> None:
+    """The review cites the action plan; the review's issuer is not the plan's."""
+    answer = _answer(
+        retriever, answerer, "谁发布了《“十四五”北京国际科技创新中心建设战略行动计划》？"
+    )
+    assert answer.source is Source.PASSAGES
+    assert "北京市科学技术委员会" not in answer.text
 
 
 def test_a_fact_the_catalog_lacks_is_not_stated(retriever: Retriever, answerer: Answerer) -> None:

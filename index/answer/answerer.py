@@ -124,8 +124,9 @@ class Answerer:
             glossary_knows=self.glossary.knows,
             glossary_phrase=self.glossary.has_phrase,
         )
-        if question.aspects and hits:
-            # The document the question names, else the one its best passage is from.
+        if question.aspects and hits and not references.elsewhere:
+            # The document the question names, else the one its best passage is from. A
+            # document quoted by a title outside the catalog is answered from the passages.
             named = sorted(references.documents)
             document = snapshot.documents[named[0] if len(named) == 1 else hits[0].doc_id]
             facts = catalog_facts(document, question.aspects)

@@ -75,6 +75,7 @@ def test_chinese_numerals() -> None:
         ("How many unicorn companies does Beijing have?", "en", Asks.COUNT, [Kind.COUNT]),
         ("How much money did Beijing unicorns raise in total?", "en", Asks.MONEY, [Kind.MONEY]),
         ("What was ByteDance's revenue in 2024?", "en", Asks.MONEY, [Kind.MONEY]),
+        ("What is the average salary of researchers in Beijing?", "en", Asks.MONEY, [Kind.MONEY]),
         ("What share of China's total is that?", "en", Asks.SHARE, [Kind.SHARE]),
         ("When was the regulation adopted?", "en", Asks.DATE, [Kind.DATE]),
         ("What is the phone number of the talent port?", "en", Asks.CONTACT, [Kind.CONTACT]),
@@ -205,6 +206,13 @@ def test_publisher_question_is_answered_from_the_catalog(
     assert quote.doc_id == "bjsti-review-14fyp"
     assert retriever.snapshot.documents[quote.doc_id].text[quote.start : quote.end] == quote.text
     assert answer.reading_aid is not None and answer.reading_aid.catalog
+
+
+def test_a_former_name_finds_the_current_one(retriever: Retriever, answerer: Answerer) -> None:
+    """国家重点实验室 were reorganised as 全国重点实验室 (a glossary alias); the municipal
+    key laboratories beside them are another count."""
+    answer = _answer(retriever, answerer, "北京有多少家国家重点实验室？")
+    assert answer.stated and "全国重点实验室145家" in answer.text
 
 
 def test_a_document_outside_the_catalog_is_answered_from_the_passages(

@@ -121,7 +121,7 @@ _EN: tuple[tuple[Asks, str], ...] = (
         rf"{_EN_MONEY_WORD})\b|\bhow (?:large|big) a (?:{_EN_MONEY_WORD})\b|"
         rf"\bwhat (?:was|is|were|are) (?:the )?[\w.-]+(?:'s)? (?:\w+ )?(?:revenue|income|profits?|"
         rf"valuation|budget|spending|turnover)\b|"
-        rf"\bwhat (?:\w+ ){{0,2}}(?:fees?|salary|wages?|price|rent|costs?|valuation|revenue|income|"
+        rf"\bwhat (?:\w+ ){{0,3}}(?:fees?|salary|wages?|price|rent|costs?|valuation|revenue|income|"
         rf"profits?|budget)\b",
     ),
     (Asks.COUNT, r"\bhow many\b|\bnumber of\b"),

@@ -70,7 +70,10 @@ class DocumentChanges:
             catalog = load_catalog(parts.settings.catalog_path)
             listed = {entry.id for entry in catalog} | base.snapshot.catalog.keys()
             if document.id in listed and not replace:
-                raise ConflictError(f"document {document.id!r} exists; remove it first")
+                raise ConflictError(
+                    f"document {document.id!r} exists; remove it first, or replace it with "
+                    "`python -m index add --replace`"
+                )
             return self._commit(
                 lambda: parts.store.prepare_add(
                     base.snapshot, document, embedder=parts.embedder, tokenizer=parts.tokenizer

@@ -60,10 +60,7 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if up to date."
     """Build the index if it is missing or stale (corpus, model or chunking changed)."""
     try:
         parts = _components()
-        if force:
-            snapshot, built = DocumentChanges(parts).rebuild(show_progress=True).snapshot, True
-        else:
-            snapshot, built = ensure_snapshot(parts, show_progress=True)
+        snapshot, built = ensure_snapshot(parts, force=force, show_progress=True)
     except PolicyQAError as error:
         raise _fail(error) from error
     verb = "built" if built else "up to date"

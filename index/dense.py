@@ -34,6 +34,11 @@ IVF_NPROBE = 24
 SEARCH_THREADS = 1
 
 
+def ivf_lists(vectors: int) -> int:
+    """IVF cells for ``vectors`` training vectors: about 2·√n, at most 4,096."""
+    return max(1, min(4096, int(np.sqrt(vectors) * 2)))
+
+
 def _faiss() -> Any:
     """faiss, imported lazily and untyped (its SWIG stubs are incomplete)."""
     import faiss
@@ -83,7 +88,7 @@ class DenseIndex:
         else:
             if training is None or len(training) == 0:
                 raise ValueError("an IVF index needs training vectors")
-            lists = max(1, min(4096, int(np.sqrt(len(training)) * 2)))
+            lists = ivf_lists(len(training))
             quantizer = faiss.IndexFlatIP(dimension)
             base = faiss.IndexIVFScalarQuantizer(
                 quantizer,

@@ -1,14 +1,17 @@
 """Durable file writes: a reader sees the old file or the new one, never half of either.
 
 Used for everything the index and the corpus persist (index versions, ``CURRENT``, the
-catalog, uploaded sources).
+catalog, uploaded sources), with the lock that makes changes take turns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -67,3 +70,16 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing): every process on this
+    machine that takes the same lock waits its turn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from index.chunking import Chunk
 from index.dense import DenseIndex
 from index.documents import Document, DocumentMeta
 from index.errors import IndexFormatError, IndexIntegrityError, IndexWriteError
-from index.files import StagedFile, fsync_dir, sha256_file
+from index.files import StagedFile, file_lock, fsync_dir, sha256_file
 from index.lexical import SEGMENTS_FILE, LexicalIndex
 from index.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
@@ -150,17 +149,10 @@ class IndexStore:
                 first = first or exc
         raise first or self._unusable_pointer()
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the change lock (a file lock beside ``CURRENT``): whoever writes a version,
         in any process, holds it, so versions are made one at a time."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / LOCK).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root / LOCK)
 
     def save(self, snapshot: Snapshot) -> str:
         """Write ``snapshot`` as a new version and make it current (under ``locked``).

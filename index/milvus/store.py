@@ -13,7 +13,6 @@ Any failure to reach Milvus, or an answer later than ``milvus_timeout_s``, raise
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import uuid
@@ -26,10 +25,18 @@ import numpy as np
 from tqdm import tqdm
 
 from index.build import Embedded, chunking_params, embed_documents
-from index.dense import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, IVF_NPROBE, choose_index_type
+from index.dense import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    IVF_NPROBE,
+    choose_index_type,
+    ivf_lists,
+)
 from index.documents import Document
 from index.embedding import Embedder
 from index.errors import IndexIntegrityError, IndexUnavailableError, NotFoundError
+from index.files import file_lock
 from index.lexical import Tokenizer
 from index.milvus.schema import (
     MANIFEST_KEY,
@@ -80,7 +87,7 @@ def _dense_index(index_type: str, vectors: int) -> tuple[dict[str, Any], dict[st
         build = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
         return {"index_type": "HNSW", "metric_type": "IP", "params": build}, {"ef": HNSW_EF_SEARCH}
     if index_type == "ivf":
-        lists = max(1, min(65_536, int(np.sqrt(vectors) * 2)))
+        lists = ivf_lists(vectors)
         return {"index_type": "IVF_SQ8", "metric_type": "IP", "params": {"nlist": lists}}, {
             "nprobe": IVF_NPROBE
         }
@@ -331,17 +338,10 @@ class MilvusStore:
         self.loaded_version: str | None = None
         """The generation this process last opened or wrote."""
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Changes from this machine's processes take turns (two machines changing the same
         document at once: the last write wins)."""
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock_path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self._lock_path)
 
     def version(self) -> str | None:
         """The manifest's generation (None: no index in Milvus)."""
@@ -443,7 +443,7 @@ class MilvusStore:
             NotFoundError: the collection has no such document.
         """
         fields = self._fields()
-        if doc_id not in self.connection.document_infos():
+        if doc_id not in base.catalog:
             raise NotFoundError(f"document {doc_id!r} is not in the index")
         self.connection.delete_document(doc_id)
         self.connection.flush()

@@ -247,6 +247,8 @@ class ServiceState:
         parts = self._parts
         if parts is None or (self.load_error is not None and not self.ready):
             return  # still loading the model, or failed for good (see /readyz)
+        if not self.ready and self.unavailable is None:
+            return  # the first open is still running (``load``)
         try:
             version = parts.store.version()
             if not self.ready:

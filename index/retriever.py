@@ -35,6 +35,8 @@ class Hit:
 
     chunk_id: str
     doc_id: str
+    ordinal: int
+    """The passage's position in its document (``/v1/documents/{doc_id}/chunks/{ordinal}``)."""
     title: str
     section: str
     text: str
@@ -273,6 +275,7 @@ class Retriever:
         return Hit(
             chunk_id=chunk.chunk_id,
             doc_id=chunk.doc_id,
+            ordinal=chunk.ordinal,
             title=snapshot.catalog[chunk.doc_id].title,
             section=chunk.section_label,
             text=chunk.text,

@@ -48,7 +48,7 @@ async def retrieval(
         return DifyRetrievalResponse(records=[])
     retriever = state.retriever
     doc_ids = knowledge_documents(retriever.snapshot, body.knowledge_id, body.metadata_condition)
-    if not doc_ids:
+    if doc_ids is not None and not doc_ids:  # no document meets the condition
         return DifyRetrievalResponse(records=[])
     setting = body.retrieval_setting
     with slots.slot():  # beyond it, 429 at once: Dify retries it after 0.5, 1 and 2 s
@@ -72,14 +72,17 @@ async def retrieval(
 
 def knowledge_documents(
     snapshot: Searchable, knowledge_id: str, condition: DifyMetadataCondition | None
-) -> list[str]:
-    """The documents a request searches: its knowledge base's that meet the condition.
+) -> list[str] | None:
+    """The documents a request searches: its knowledge base's that meet the condition
+    (None: the whole corpus, unfiltered).
 
     Raises:
         NotFoundError: no such knowledge base.
         InvalidInputError: the condition names a field or operator that does not apply.
     """
     if knowledge_id == WHOLE_CORPUS:
+        if condition is None:
+            return None
         metas = list(snapshot.catalog.values())
     elif knowledge_id in snapshot.catalog:
         metas = [snapshot.catalog[knowledge_id]]
@@ -92,7 +95,7 @@ def knowledge_documents(
 
 
 def search_and_answer(
-    retriever: Retriever, answerer: Answerer, query: str, *, top_k: int, doc_ids: list[str]
+    retriever: Retriever, answerer: Answerer, query: str, *, top_k: int, doc_ids: list[str] | None
 ) -> tuple[SearchResult, Answer]:
     """Search, and judge whether the passages state the answer (one thread hop for both)."""
     result = retriever.search(query, top_k=top_k, doc_ids=doc_ids)
@@ -103,9 +106,7 @@ def record(hit: Hit, score: float, snapshot: Searchable, request: Request) -> Di
     """One passage as a Dify record: ``doc_id`` is the passage's own id (Dify folds records
     with the same ``doc_id`` into one), ``document_id`` its document's (Dify cites it)."""
     meta = snapshot.catalog[hit.doc_id]
-    chunk = snapshot.chunk_by_id(hit.chunk_id)
-    ordinal = chunk.ordinal if chunk else 0
-    url = request.url_for("get_document_chunk", doc_id=hit.doc_id, ordinal=str(ordinal))
+    url = request.url_for("get_document_chunk", doc_id=hit.doc_id, ordinal=str(hit.ordinal))
     return DifyRecord(
         content=hit.text,
         score=round(score, 4),

@@ -8,6 +8,7 @@ every Chinese run catch names jieba does not know (e.g. a new programme's name).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -178,11 +179,6 @@ class LexicalIndex:
             term, lambda word: word in self._main.vocabulary or word in self._delta.postings
         )
 
-    @property
-    def mean_length(self) -> float:
-        """The main segment's mean passage length in terms (what BM25 normalises by)."""
-        return self._main.mean_length
-
     def save(self, folder: Path, *, main: bool = True) -> None:
         """Write the index to ``folder``; ``main=False`` writes only what an added passage
         changes (``segments.json``), where the main segment's files are already in place."""
@@ -294,8 +290,9 @@ class _Postings:
     def size(self) -> int:
         return len(self.lengths)
 
-    @property
+    @functools.cached_property
     def mean_length(self) -> float:
+        """Worked out once: the segment is immutable and queries read it per term."""
         return float(self.lengths.mean()) if len(self.lengths) else 1.0
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:

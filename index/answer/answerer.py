@@ -136,7 +136,11 @@ class Answerer:
         general = [w for w in self._general_words(question) if w not in result.expansions]
         words = self.tokenizer.words(question.text)
         topic = self._terms(question, result.expansions, words, references, snapshot)
-        terms = self._terms(question, [*result.expansions, *general], words, references, snapshot)
+        terms = (
+            self._terms(question, [*result.expansions, *general], words, references, snapshot)
+            if general
+            else topic
+        )
 
         def preceding(doc_id: str, start: int) -> str:
             return snapshot.documents[doc_id].text[max(0, start - CONTEXT_CHARS) : start]

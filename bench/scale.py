@@ -1027,7 +1027,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--milvus-sizes",
         default="10000,100000",
-        help="the sizes the milvus phase (local store and Milvus Lite side by side) runs at",
+        help="the sizes the milvus phase (local store and Milvus Lite side by side) runs at "
+        "(at 1M, Milvus Lite's Python engine takes hours to load)",
     )
     parser.add_argument("--types", default=",".join(INDEX_TYPES), help="dense index types")
     parser.add_argument(

@@ -41,6 +41,7 @@ from bench.scale import (
     table,
     timed,
 )
+from bench.server import rss_kb
 from index.documents import Document, DocumentMeta
 from index.glossary import Glossary
 from index.milvus.lite import LiteServer
@@ -48,9 +49,6 @@ from index.retriever import Retriever
 from index.searchable import Searchable
 from index.settings import Settings
 from index.stores import LocalStore, Store, open_store
-
-MILVUS_SIZES = (10_000, 100_000)
-"""Sizes Milvus Lite is measured at (at 1M its Python engine takes hours to load)."""
 
 
 class QueryEmbedder(SyntheticEmbedder):
@@ -64,10 +62,8 @@ class QueryEmbedder(SyntheticEmbedder):
 
 
 def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+    kb = rss_kb(pid)
+    return math.nan if kb is None else kb / 1024
 
 
 def _measure(

@@ -23,6 +23,18 @@ OFFLINE_ENV = {
 }
 
 
+def rss_kb(pid: int) -> int | None:
+    """Resident memory of ``pid`` in kB (None once it has gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     with socket.socket() as sock:

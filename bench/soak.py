@@ -56,7 +56,7 @@ from typing import Any
 import httpx
 
 from bench import dify
-from bench.server import free_port, uvicorn_process
+from bench.server import free_port, rss_kb, uvicorn_process
 from index.settings import PROJECT_ROOT
 
 GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
@@ -144,18 +144,6 @@ async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: flo
                     return
             await asyncio.sleep(0.5)
     raise SystemExit(f"server not ready after {timeout_s:.0f} s; see {SERVER_LOG}")
-
-
-def rss_kb(pid: int) -> int | None:
-    """Resident memory of ``pid`` in kB (None once it has gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
 
 
 # ---- the clients ------------------------------------------------------------------------

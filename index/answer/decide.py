@@ -46,7 +46,7 @@ MIN_SUPPORT = 0.0
 
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,40})[”\"》」』]|'([A-Za-z][^']{2,40})'")
 _MIN_TAGGED_NAME = 3
-_LATIN_NAME = re.compile(r"\b[A-Z][A-Za-z]{2,}\b")
+LATIN_NAME = re.compile(r"\b[A-Z][A-Za-z]{2,}\b")
 _NOW = re.compile(r"目前|现在|截至目前|当前|如今")
 """A sentence about the present is dated: it answers no question about another year."""
 
@@ -151,7 +151,7 @@ def unknown_names(
         named = flag == "nt" or (flag == "nz" and not any(known(b) for b in _pairs(word)))
         if named and len(word) >= _MIN_TAGGED_NAME and not known(word):
             unknown(word)
-    for match in _LATIN_NAME.finditer(text):
+    for match in LATIN_NAME.finditer(text):
         word = match.group()
         if text[: match.start()].strip() and not glossary_knows(word) and not known(word.lower()):
             unknown(word)  # a capitalised word inside a sentence: Baidu, Lenovo

@@ -1,4 +1,5 @@
-"""Waiting for the real app to load, in tests that start one (in process or as a server)."""
+"""Waiting for the real app to load, in tests that start one (in process or as a server);
+and an app whose index never loads, for its guards."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from index.settings import Settings
+
 StartApp = Callable[..., AbstractContextManager[TestClient]]
 """The ``start_app`` fixture's type (see ``conftest.py``)."""
+
+
+def guards_only(settings: Settings, **update: Any) -> TestClient:
+    """An app whose index never loads (no lifespan): its guards and middleware still run."""
+    from service.app import create_app
+
+    return TestClient(create_app(settings.model_copy(update=update)))
 
 
 def settle(app: FastAPI, timeout_s: float = 180.0) -> None:

@@ -41,7 +41,6 @@ from index.searchable import Searchable
 from index.settings import PROJECT_ROOT, Settings
 from index.snapshot import Snapshot
 from tests.apps import StartApp, settle, wait_ready
-from tests.tiny_corpus import write_tiny_corpus
 
 MODELS_DIR = PROJECT_ROOT / "var" / "models"
 
@@ -117,9 +116,8 @@ def start_app(
     """``with start_app(corpus, **update) as client:`` the real app through its lifespan,
     loaded (or failed to load: see ``/readyz``).
 
-    ``corpus`` is ``"copy"`` (a private copy of the session's corpus and built index),
-    ``"tiny"`` (a private two-document corpus, indexed as the app starts) or a ``Settings``
-    to use as they are; ``update`` changes settings (limits, keys).
+    ``corpus`` is ``"copy"`` (a private copy of the session's corpus and built index) or a
+    ``Settings`` to use as they are; ``update`` changes settings (limits, keys).
     """
     from service.app import create_app
 
@@ -128,13 +126,7 @@ def start_app(
         if isinstance(corpus, Settings):
             own = corpus
         else:
-            root = tmp_path_factory.mktemp("app")
-            if corpus == "tiny":
-                write_tiny_corpus(root / "corpus")
-                folders = {"corpus_dir": root / "corpus", "data_dir": root / "data"}
-                own = settings.model_copy(update=folders)
-            else:
-                own = private_copy(settings, root)
+            own = private_copy(settings, tmp_path_factory.mktemp("app"))
         with TestClient(create_app(own.model_copy(update=update), embedder=embedder)) as client:
             settle(client.app)  # type: ignore[arg-type]
             yield client

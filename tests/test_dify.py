@@ -18,6 +18,7 @@ from index.metadata_filter import FIELDS, Condition, select_documents
 from index.settings import Settings
 from service.guards import InFlightLimit
 from service.schemas import MetadataField
+from tests.apps import guards_only
 from tests.conftest import LiveService
 
 KEY = "test-retrieval-key"
@@ -106,10 +107,7 @@ def test_every_failure_speaks_difys_dialect(client: TestClient) -> None:
 
 
 def test_a_key_is_refused_with_403_when_none_is_configured(settings: Settings) -> None:
-    from service.app import create_app
-
-    keyless: dict[str, Any] = {"retrieval_keys": [], "admin_key": None}
-    off = TestClient(create_app(settings.model_copy(update=keyless)))
+    off = guards_only(settings, retrieval_keys=[], admin_key=None)
     reply = off.post("/retrieval", json=dify.PROBE, headers=dify.headers(KEY))
     assert reply.status_code == 403 and reply.json()["error_code"] == 1002
 

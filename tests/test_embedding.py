@@ -69,13 +69,18 @@ def test_concurrent_questions_each_get_their_own_vector(embedder: Embedder) -> N
 
 
 @pytest.mark.slow
-def test_both_precisions_embed_consistently(settings: Settings, snapshot: Snapshot) -> None:
+def test_both_precisions_embed_consistently(
+    settings: Settings, snapshot: Snapshot, embedder: Embedder
+) -> None:
     """A CPU that declares native bfloat16 gets it, one that does not gets float32; either
     way, passages and questions land where the other precision puts them, so an index built
-    on one machine serves questions embedded on another."""
+    on one machine serves questions embedded on another. (The session's model stands for
+    its own precision: only the other one is loaded.)"""
     auto = settings.model_copy(update={"precision": "auto"})
-    native = Embedder.from_settings(auto, cpu=NATIVE)
-    emulated = Embedder.from_settings(auto, cpu=EMULATED)
+    native = embedder if embedder.precision == "bfloat16" else None
+    emulated = embedder if embedder.precision == "float32" else None
+    native = native or Embedder.from_settings(auto, cpu=NATIVE)
+    emulated = emulated or Embedder.from_settings(auto, cpu=EMULATED)
     assert (native.precision, emulated.precision) == ("bfloat16", "float32")
     assert native.model_id == emulated.model_id  # one index serves both
     passages = list(dict.fromkeys(t for c in snapshot.chunks.values() for t in c.embedding_texts()))

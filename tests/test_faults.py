@@ -54,7 +54,6 @@ EXTRA = Document(
     ),
     text="一、总体要求\n支持墨子量子实验室建设量子计算原型机，到2027年建成百比特级量子计算平台。",
 )
-UPLOAD = "一、总则\n设立海淀区量子信息专项资金，每年安排三亿元，支持量子计算与量子通信。"
 
 
 def disk_full(*args: object, **kwargs: object) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi.testclient import TestClient
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -21,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from bench.server import OFFLINE_ENV
 from index.settings import Settings
 from service.mcp import CATALOG_URI
+from tests.apps import guards_only
 from tests.conftest import LiveService, private_copy, service_env
 
 KEY = "test-retrieval-key"
@@ -54,11 +54,12 @@ async def _documents(client: Client) -> None:
     result = await client.call_tool("get_document", {"doc_id": "most-plan-2023-41"})
     document = result.structured_content
     assert document is not None and document["date"] == "2023-05-08"
-    passage = (await client.call_tool("search_policy", {"question": "独角兽"})).structured_content
+    in_plan = {"question": "独角兽", "doc_ids": ["most-plan-2023-41"]}
+    passage = (await client.call_tool("search_policy", in_plan)).structured_content
     assert passage is not None
     quoted = passage["passages"][0]
-    if quoted["doc_id"] == "most-plan-2023-41":
-        assert document["text"][quoted["start"] : quoted["end"]] == quoted["text"]
+    assert quoted["doc_id"] == "most-plan-2023-41"
+    assert document["text"][quoted["start"] : quoted["end"]] == quoted["text"]
     unknown = await client.call_tool("get_document", {"doc_id": "no-such-doc"})
     assert unknown.is_error and "not found" in unknown.content[0].text  # type: ignore[union-attr]
     too_many = await client.call_tool("search_policy", {"question": "独角兽", "top_k": 50})
@@ -137,15 +138,8 @@ def test_stdio_as_a_desktop_assistant_starts_it(
 # ---- the guard, in process ----------------------------------------------------------------
 
 
-def _guarded(settings: Settings, **update: Any) -> TestClient:
-    """An app whose index never loads: the guard answers before the SDK reads anything."""
-    from service.app import create_app
-
-    return TestClient(create_app(settings.model_copy(update=update)))
-
-
 def test_guard_asks_for_a_key_then_an_allowed_origin(settings: Settings) -> None:
-    app = _guarded(settings)
+    app = guards_only(settings)
     reply = app.post("/mcp", json={})
     assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
     for key in ("wrong", "test-admin-key"[:-1]):
@@ -159,7 +153,7 @@ def test_guard_asks_for_a_key_then_an_allowed_origin(settings: Settings) -> None
 
 def test_guard_applies_the_rate_limit(settings: Settings) -> None:
     """Counted before the key is checked: guessing keys spends the budget too."""
-    app = _guarded(settings, rate_limit_per_minute=2)
+    app = guards_only(settings, rate_limit_per_minute=2)
     wrong = {"Authorization": "Bearer wrong"}
     statuses = [app.post("/mcp", json={}, headers=wrong).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]

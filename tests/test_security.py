@@ -35,7 +35,7 @@ from index.errors import (
 from index.settings import Settings
 from service import guards
 from service.state import MAX_DOCUMENT_CHARS
-from tests.apps import StartApp
+from tests.apps import StartApp, guards_only
 
 ADMIN_KEY = "test-admin-key"
 RETRIEVAL_KEY = "test-retrieval-key"
@@ -73,13 +73,6 @@ def own(start_app: StartApp) -> Iterator[TestClient]:
     with start_app("copy") as client:
         assert client.get("/readyz").status_code == 200
         yield client
-
-
-def guards_only(settings: Settings, **update: Any) -> TestClient:
-    """An app whose index never loads (no lifespan): its guards and middleware still run."""
-    from service.app import create_app
-
-    return TestClient(create_app(settings.model_copy(update=update)))
 
 
 def state_of(client: TestClient) -> tuple[str, bytes, str | None]:

@@ -25,6 +25,29 @@ from index.errors import InvalidInputError
 
 Value = str | int | float | list[str] | None
 LogicalOperator = Literal["and", "or"]
+FieldName = Literal["document_id", "title", "issuer", "date"]
+"""The catalog fields a condition may name (the keys of ``FIELDS``)."""
+Operator = Literal[
+    "contains",
+    "not contains",
+    "start with",
+    "end with",
+    "is",
+    "is not",
+    "in",
+    "not in",
+    "empty",
+    "not empty",
+    "=",
+    "≠",
+    ">",
+    "<",
+    "≥",
+    "≤",
+    "before",
+    "after",
+]
+"""Dify's comparison operators (``OPERATORS``, by kind)."""
 
 FIELDS: dict[str, Callable[[DocumentMeta], list[str]]] = {
     "document_id": lambda meta: [meta.id],

@@ -13,10 +13,8 @@ from fastapi import Depends, Header, Request
 from index.settings import Settings
 from service.guards import (
     InFlightLimit,
-    RateLimiter,
     admin_keys,
-    check_origin,
-    own_origin,
+    check_caller,
     require_bearer,
     retrieval_keys,
 )
@@ -56,15 +54,8 @@ async def guard_public(
     x_site_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> None:
     """Origin allow-list and rate limits for endpoints the public widget calls."""
-    check_origin(
-        request.headers.get("origin"),
-        own_origin=own_origin(request.url),
-        allowed=settings.cors_origins,
-    )
     site_key = x_site_key if x_site_key in settings.site_keys else None
-    limiter: RateLimiter = request.app.state.rate_limiter
-    client = request.client.host if request.client else "unknown"
-    limiter.check(client=client, site_key=site_key)
+    check_caller(request, settings, request.app.state.rate_limiter, site_key=site_key)
 
 
 async def guard_admin(

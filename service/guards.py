@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from starlette.datastructures import URL, Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import (
@@ -249,6 +250,24 @@ def require_bearer(authorization: str | None, keys: list[str], *, what: str) -> 
     matched = [hmac.compare_digest(supplied, key.encode()) for key in keys]
     if not any(matched):
         raise UnauthorizedError("invalid bearer token")
+
+
+def check_caller(
+    request: Request, settings: Settings, limiter: RateLimiter, *, site_key: str | None = None
+) -> None:
+    """What every public caller passes: an allowed origin, then the rate limits.
+
+    Raises:
+        ForbiddenError: a browser on a page that is not allowed.
+        RateLimitedError: the client (or its site key) is over its budget.
+    """
+    check_origin(
+        request.headers.get("origin"),
+        own_origin=own_origin(request.url),
+        allowed=settings.cors_origins,
+    )
+    client = request.client.host if request.client else "unknown"
+    limiter.check(client=client, site_key=site_key)
 
 
 def check_origin(origin: str | None, *, own_origin: str, allowed: list[str]) -> None:

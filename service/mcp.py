@@ -22,24 +22,32 @@ import asyncio
 import logging.config
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import Field
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from index.errors import PolicyQAError
 from index.settings import Settings
 from service.errors import policy_error_response
-from service.guards import RateLimiter, check_origin, own_origin, require_bearer, retrieval_keys
+from service.guards import RateLimiter, check_caller, require_bearer, retrieval_keys
 from service.observability import log_config
 from service.routes.ask import answer_question
 from service.routes.documents import catalog, document_detail
-from service.schemas import AskRequest, AskResponse, DocId, DocumentDetail, DocumentList
+from service.schemas import (
+    AskRequest,
+    AskResponse,
+    DocId,
+    DocIds,
+    DocumentDetail,
+    DocumentList,
+    Question,
+    TopK,
+)
 from service.state import ServiceState
 
 PATH = "/mcp"
@@ -61,9 +69,9 @@ def build_server(state: ServiceState) -> MCPServer:
 
     @server.tool()
     async def search_policy(
-        question: Annotated[str, Field(min_length=1, max_length=2000)],
-        top_k: Annotated[int, Field(ge=1, le=20)] = 5,
-        doc_ids: Annotated[list[DocId] | None, Field(min_length=1, max_length=50)] = None,
+        question: Question,
+        top_k: TopK = 5,
+        doc_ids: DocIds = None,
     ) -> AskResponse:
         """Answer a Chinese or English question from the policy documents: the quoted
         answer (or no_answer with the reasons the documents do not state it) and the
@@ -125,13 +133,7 @@ class McpGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         try:
-            check_origin(
-                request.headers.get("origin"),
-                own_origin=own_origin(request.url),
-                allowed=self.settings.cors_origins,
-            )
-            client = request.client.host if request.client else "unknown"
-            self.limiter.check(client=client, site_key=None)
+            check_caller(request, self.settings, self.limiter)
             require_bearer(
                 request.headers.get("authorization"),
                 retrieval_keys(self.settings),

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from index.metadata_filter import FieldName, Operator
+
 Mode = Literal["hybrid", "dense", "lexical"]
 # C0/C1 controls (but tab and newlines) and lone UTF-16 surrogates cannot be a question.
 _CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
@@ -23,6 +25,21 @@ CLEAN_TEXT: JsonDict = {"pattern": CLEAN_TEXT_PATTERN}
 CLEAN_OR_EMPTY: JsonDict = {"pattern": rf"^[^{_CONTROLS}]*$"}
 """The same, for text that may be empty (or all whitespace, which counts as empty)."""
 DocId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+# The limits of a question, shared by /v1/ask and the MCP tool.
+Question = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        description="Chinese or English.",
+        json_schema_extra=CLEAN_TEXT,
+    ),
+]
+TopK = Annotated[int, Field(ge=1, le=20, description="How many passages to return.")]
+DocIds = Annotated[
+    list[DocId] | None,
+    Field(min_length=1, max_length=50, description="Only search these documents."),
+]
 
 
 def clean_text(value: str, *, field: str) -> str:
@@ -54,19 +71,12 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(
-        min_length=1,
-        max_length=2000,
-        description="Chinese or English.",
-        json_schema_extra=CLEAN_TEXT,
-    )
-    top_k: int = Field(5, ge=1, le=20, description="How many passages to return.")
+    question: Question
+    top_k: TopK = 5
     lang: Literal["zh", "en"] | None = Field(
         None, description="Override the detected question language."
     )
-    doc_ids: list[DocId] | None = Field(
-        None, min_length=1, max_length=50, description="Only search these documents."
-    )
+    doc_ids: DocIds = None
     mode: Mode = Field("hybrid", description="hybrid (default), dense or lexical retrieval.")
 
     @field_validator("question")
@@ -239,33 +249,14 @@ class DifyRetrievalSetting(BaseModel):
     )
 
 
-MetadataField = Literal["document_id", "title", "issuer", "date"]
+MetadataField = FieldName
 
 
 class DifyCondition(BaseModel):
     name: MetadataField | list[MetadataField] = Field(
         description="A catalog field (a list: any of them)."
     )
-    comparison_operator: Literal[
-        "contains",
-        "not contains",
-        "start with",
-        "end with",
-        "is",
-        "is not",
-        "in",
-        "not in",
-        "empty",
-        "not empty",
-        "=",
-        "≠",
-        ">",
-        "<",
-        "≥",
-        "≤",
-        "before",
-        "after",
-    ]
+    comparison_operator: Operator
     value: str | int | float | list[str] | None = None
 
 

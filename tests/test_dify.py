@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from bench import dify
 from index.documents import DocumentMeta
 from index.errors import InvalidInputError, RateLimitedError
-from index.metadata_filter import FIELDS, Condition, select_documents
+from index.metadata_filter import FIELDS, OPERATORS, Condition, Operator, select_documents
 from index.settings import Settings
 from service.guards import InFlightLimit
 from service.schemas import MetadataField
@@ -196,6 +196,7 @@ def test_conditions_that_cannot_apply_are_refused(
 
 def test_the_schema_names_the_filterable_fields() -> None:
     assert set(get_args(MetadataField)) == set(FIELDS)
+    assert set(get_args(Operator)) == set(OPERATORS)
 
 
 # ---- a bounded queue: Dify's timeout, and its retries ---------------------------------------

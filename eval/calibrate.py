@@ -96,15 +96,9 @@ def fit_logistic(
     return float(beta[0] - (weights * mean).sum()), weights
 
 
-def scores(scored: list[Scored], intercept: float, weights: dict[str, float]) -> np.ndarray:
-    """Calibrated relevance of each passage, as ``index.relevance.relevance`` computes it."""
-    z = np.array(
-        [intercept + sum(weights[n] * s.features[n] for n in relevance.FEATURES) for s in scored]
-    )
-    p = 1.0 / (1.0 + np.exp(-z))
-    capped = np.array([s.capped for s in scored])
-    result: np.ndarray = np.where(capped, np.minimum(p, relevance.NOT_STATED_CEILING), p)
-    return result
+def scores(scored: list[Scored]) -> np.ndarray:
+    """Calibrated relevance of each passage, as the service scores it (the code's constants)."""
+    return np.array([relevance.score(s.features, stated=not s.capped) for s in scored])
 
 
 def at_threshold(scored: list[Scored], p: np.ndarray, threshold: float) -> dict[str, float]:
@@ -232,7 +226,8 @@ def main(
     parts = load_components(settings)
     snapshot, _ = ensure_snapshot(parts, show_progress=True)
     retriever, answerer = make_retriever(parts, snapshot), make_answerer(parts)
-    scored = collect(load_gold(), retriever, answerer)
+    gold = load_gold()
+    scored = collect(gold, retriever, answerer)
     by_split = {split: [s for s in scored if s.item.split == split] for split in ("dev", "test")}
 
     dev = by_split["dev"]
@@ -243,13 +238,10 @@ def main(
     typer.echo("Refitted on dev (paste into index/relevance.py to use them):\n")
     typer.echo(constants_block(intercept, refit) + "\n")
 
-    curves = {
-        split: [
-            at_threshold(rows, scores(rows, relevance.INTERCEPT, relevance.WEIGHTS), t)
-            for t in THRESHOLDS
-        ]
-        for split, rows in by_split.items()
-    }
+    curves = {}
+    for split, passages in by_split.items():
+        p = scores(passages)
+        curves[split] = [at_threshold(passages, p, t) for t in THRESHOLDS]
     for split, rows in curves.items():
         r = next(r for r in rows if r["threshold"] == relevance.THRESHOLD)
         typer.echo(
@@ -259,7 +251,7 @@ def main(
             f"{r['unanswerable_questions']} unanswerable questions with every passage "
             f"dropped; {r['irrelevant_kept']:.3f} of irrelevant top-5 passages kept"
         )
-    meta = {"questions": len(load_gold()), "depth": DEPTH, "model": parts.embedder.model_id}
+    meta = {"questions": len(gold), "depth": DEPTH, "model": parts.embedder.model_id}
     path = report(curves, meta, out or settings.data_dir / "reports")
     typer.echo(f"wrote {path.parent / 'calibration.md'}, calibration.json, {path.name}")
 

@@ -20,6 +20,7 @@ passage at or above the threshold.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -80,25 +81,16 @@ def passage_features(result: SearchResult, answer: Answer) -> list[dict[str, flo
     return rows
 
 
-def relevance(
-    result: SearchResult,
-    answer: Answer,
-    *,
-    weights: dict[str, float] | None = None,
-    intercept: float | None = None,
-) -> list[float]:
-    """The calibrated relevance of each hit of ``result``, in rank order.
+def relevance(result: SearchResult, answer: Answer) -> list[float]:
+    """The calibrated relevance of each hit of ``result``, in rank order."""
+    return [score(row, stated=answer.stated) for row in passage_features(result, answer)]
 
-    ``weights`` and ``intercept`` default to the fitted constants (the calibration passes
-    others while it fits).
-    """
-    weights = WEIGHTS if weights is None else weights
-    intercept = INTERCEPT if intercept is None else intercept
-    ceiling = 1.0 if answer.stated else NOT_STATED_CEILING
-    return [
-        min(ceiling, logistic(intercept + sum(weights[name] * row[name] for name in FEATURES)))
-        for row in passage_features(result, answer)
-    ]
+
+def score(features: Mapping[str, float], *, stated: bool) -> float:
+    """One passage's calibrated relevance from its features (``passage_features``), capped
+    below the threshold when the answer stage judged the question not stated."""
+    z = INTERCEPT + sum(WEIGHTS[name] * features[name] for name in FEATURES)
+    return min(1.0 if stated else NOT_STATED_CEILING, logistic(z))
 
 
 def best_sentence(hit: Hit) -> float:

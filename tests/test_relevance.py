@@ -31,7 +31,7 @@ def test_the_threshold_separates_relevant_passages(
     gold_passages: dict[str, list[Scored]], split: str
 ) -> None:
     passages = gold_passages[split]
-    p = scores(passages, relevance.INTERCEPT, relevance.WEIGHTS)
+    p = scores(passages)
     measured = at_threshold(passages, p, relevance.THRESHOLD)
     assert measured["evidence_kept"] >= EVIDENCE_KEPT, measured
     assert measured["unanswerable_all_dropped"] >= UNANSWERABLE_DROPPED, measured
@@ -42,7 +42,7 @@ def test_not_stated_passages_stay_below_the_threshold(
     gold_passages: dict[str, list[Scored]],
 ) -> None:
     passages = [s for split in gold_passages.values() for s in split]
-    p = scores(passages, relevance.INTERCEPT, relevance.WEIGHTS)
+    p = scores(passages)
     assert any(s.capped for s in passages)
     assert all(q < relevance.THRESHOLD for s, q in zip(passages, p, strict=True) if s.capped)
 
@@ -55,7 +55,7 @@ def test_scores_agree_with_the_service(retriever: Retriever, answerer: Answerer)
     served = relevance.relevance(result, answer)
     rows = relevance.passage_features(result, answer)
     scored = [Scored(item, r, row, False, not answer.stated) for r, row in enumerate(rows, 1)]
-    assert served == pytest.approx(scores(scored, relevance.INTERCEPT, relevance.WEIGHTS).tolist())
+    assert served == pytest.approx(scores(scored).tolist())
     assert served[0] >= relevance.THRESHOLD and "115家" in result.hits[0].text
 
 

@@ -73,6 +73,7 @@ class Embedder:
         self.dimension = int(model.get_embedding_dimension())
         self._model_calls = ThreadPoolExecutor(model_call_slots, thread_name_prefix="model")
         self._encoder = _traced_encoder(model, query_prompt)
+        self._after_encoder = list(model)[1:]  # pooling, normalisation
         self.embed_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._embed_query)
         """A unit-length, read-only float32 vector of shape ``(dimension,)``; cached."""
 
@@ -138,11 +139,10 @@ class Embedder:
             if self._encoder is None:
                 embedding = self.model(features)["sentence_embedding"]
             else:
-                modules = list(self.model)
                 features["token_embeddings"] = self._encoder(
                     features["input_ids"], features["attention_mask"]
                 )
-                for module in modules[1:]:  # pooling, normalisation
+                for module in self._after_encoder:
                     features = module(features)
                 embedding = features["sentence_embedding"]
         # Normalised here in float32: bfloat16's own normalisation is good to ~3 digits.

@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dify-clients", type=int, default=8, help="Dify-like /retrieval callers")
     parser.add_argument("--burst-at", type=float, default=60.0, help="seconds into the run")
     parser.add_argument("--burst-s", type=float, default=20.0, help="how long the burst lasts")
-    parser.add_argument("--burst-rps", type=float, default=100.0, help="burst calls a second")
+    parser.add_argument("--burst-rps", type=float, default=150.0, help="burst calls a second")
     parser.add_argument(
         "--retrieval-max-in-flight",
         type=int,

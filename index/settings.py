@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=10)
     request_timeout_s: float = Field(30.0, gt=0)
     retrieval_max_in_flight: int = Field(
-        8,
+        64,
         ge=1,
         le=1000,
         description="/retrieval requests one worker answers at once; the next is refused at "
